@@ -1,0 +1,66 @@
+"""Invertible maps: an inverse exists and the implementation computes it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from properties.base import Probe, Property, Tolerance, condition_scale, depth_dim_tolerance
+from verify.errors import InputError
+from verify.symbolic import Traced
+
+
+class NoInverse(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Invertible(Property):
+    name: ClassVar[str] = "Invertible"
+    statement: ClassVar[str] = r"f^{-1}(f(x)) = x \text{ and } f(f^{-1}(y)) = y \quad \forall x, y,\ \forall\theta"
+    obligation: ClassVar[str] = r"\ell^{-1}(\ell(x)) - x = 0 \text{ for the inverse the layer implements}"
+    lemma: ClassVar[str] = (
+        r"(f\circ g)^{-1} = g^{-1}\circ f^{-1}: a composition of invertible layers is inverted"
+        r" by running the layer inverses in reverse order."
+    )
+    defect_text: ClassVar[str] = (
+        r"\max(\|f^{-1}(f(x))-x\|_\infty, \|f(f^{-1}(x))-x\|_\infty) \,/\,"
+        r" \big((1+\|x\|_\infty+\|f(x)\|_\infty)\max(1,\kappa_2(J))\big)"
+    )
+    needs_inverse: ClassVar[bool] = True
+
+    def exact_residual(self, traced: Traced) -> dict[str, Any]:
+        if traced.inverse_of_outputs is None:
+            raise NoInverse("the symbolic block declares no inverse, so invertibility cannot be proved exactly")
+        res = {}
+        for i, (back, x) in enumerate(zip(traced.inverse_of_outputs, traced.inputs)):
+            r = traced.reduce(back - x)
+            if r != 0:
+                res[f"x_{i}"] = r
+        return res
+
+    def float_residual(self, traced: Traced) -> float:
+        if traced.inverse_of_outputs is None:
+            raise NoInverse("no inverse")
+        return max(abs(b - x) for b, x in zip(traced.inverse_of_outputs, traced.inputs))
+
+    def defects(self, probe: Probe) -> torch.Tensor:
+        model = probe.model
+        inverse = getattr(model, "inverse", None)
+        if not callable(inverse):
+            raise InputError(
+                "model.inverse", inverse, "a method inverse(y) that maps a batch (B, n) back",
+                f"implement {type(model).__name__}.inverse or drop the Invertible claim",
+            )
+        from verify.numeric import forward
+
+        x, y = probe.x, probe.y
+        back = forward(model, y, method="inverse")
+        there = forward(model, forward(model, x, method="inverse"))
+        err = torch.maximum((back - x).abs().amax(-1), (there - x).abs().amax(-1))
+        size = 1 + x.abs().amax(-1) + y.abs().amax(-1)
+        return err / (size * condition_scale(probe.J))
+
+    def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
+        return depth_dim_tolerance(dtype, dim, depth)

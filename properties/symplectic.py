@@ -1,0 +1,82 @@
+"""Symplectic maps: JᵀΩJ = Ω, with x = (q, p) and Ω = [[0, I], [-I, 0]]."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from properties.base import Probe, Property, Tolerance, depth_dim_tolerance
+from verify.errors import InputError
+from verify.symbolic import Traced
+
+
+def _half(n: int) -> int:
+    if n % 2:
+        raise InputError(
+            "dim", n, "an even phase-space dimension 2d (x = (q, p))",
+            "a symplectic claim needs canonical pairs; check the model's input size",
+        )
+    return n // 2
+
+
+def omega_form(J: list[list[Any]], zero: Any, one: Any) -> dict[tuple[int, int], Any]:
+    """Upper-triangular entries of JᵀΩJ − Ω (the matrix is antisymmetric, so these suffice)."""
+    n = len(J)
+    d = _half(n)
+    out: dict[tuple[int, int], Any] = {}
+    for i in range(n):
+        for j in range(i + 1, n):
+            acc = zero
+            for k in range(d):
+                a, b = J[k][i], J[k + d][j]
+                if a != 0 and b != 0:
+                    acc = acc + a * b
+                a, b = J[k + d][i], J[k][j]
+                if a != 0 and b != 0:
+                    acc = acc - a * b
+            if j == i + d:
+                acc = acc - one
+            out[(i, j)] = acc
+    return out
+
+
+def omega_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    d = _half(n)
+    om = torch.zeros(n, n, dtype=dtype, device=device)
+    om[:d, d:] = torch.eye(d, dtype=dtype, device=device)
+    om[d:, :d] = -torch.eye(d, dtype=dtype, device=device)
+    return om
+
+
+@dataclass(frozen=True)
+class Symplectic(Property):
+    name: ClassVar[str] = "Symplectic"
+    statement: ClassVar[str] = r"J_f(x)^\top \Omega\, J_f(x) = \Omega \quad \forall x,\ \forall\theta"
+    obligation: ClassVar[str] = r"J_\ell^\top \Omega J_\ell - \Omega = 0,\quad \Omega = \begin{pmatrix}0 & I\\ -I & 0\end{pmatrix},\ x=(q,p)"
+    lemma: ClassVar[str] = (
+        r"J_{f\circ g}(x) = J_f(g(x))\,J_g(x) \text{ and } (AB)^\top\Omega(AB) = B^\top(A^\top\Omega A)B = B^\top\Omega B = \Omega:"
+        r" a composition of symplectic layers is symplectic."
+    )
+    defect_text: ClassVar[str] = r"\max_{ij}|(J^\top\Omega J-\Omega)_{ij}| \,/\, \max(1,\|J\|_2^2)"
+
+    def exact_residual(self, traced: Traced) -> dict[str, Any]:
+        ring = traced.backend.ring
+        res = omega_form(traced.jacobian, ring.zero, ring.one)
+        res = {k: traced.reduce(v) for k, v in res.items()}
+        return {f"({i},{j})": v for (i, j), v in res.items() if v != 0}
+
+    def float_residual(self, traced: Traced) -> float:
+        res = omega_form(traced.jacobian, 0.0, 1.0)
+        return max((abs(v) for v in res.values()), default=0.0)
+
+    def defects(self, probe: Probe) -> torch.Tensor:
+        J = probe.J
+        n = J.shape[-1]
+        om = omega_matrix(n, J.dtype, J.device)
+        r = J.transpose(-1, -2) @ om @ J - om
+        scale = torch.linalg.matrix_norm(J, ord=2).square().clamp_min(1.0)
+        return r.abs().amax(dim=(-1, -2)) / scale
+
+    def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
+        return depth_dim_tolerance(dtype, dim, depth)

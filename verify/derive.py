@@ -1,0 +1,126 @@
+"""The symbolic stage: per-layer obligations reduced to zero, lifted by closure under composition."""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Sequence
+
+import sympy as sp
+
+from properties.base import Property
+from properties.invertible import NoInverse
+from verify.errors import SymbolicTimeout
+from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
+from verify.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
+from verify.timelimit import run_with_time_limit
+
+DEFAULT_TIME_LIMIT = 20.0
+_INSTANCE_SEEDS = (1, 2, 3, 4, 5)
+
+
+@functools.lru_cache(maxsize=256)
+def _traced(block: SymbolicBlock) -> Traced:
+    return trace_exact(block)
+
+
+def _readable(expr: Any, traced: Traced) -> tuple[str, dict[str, str]]:
+    """LaTeX of a residual polynomial, with its abstract-function symbols renamed u_k plus a legend."""
+    e = expr.as_expr() if hasattr(expr, "as_expr") else sp.sympify(expr)
+    legend, subs = {}, {}
+    for sym in sorted(e.free_symbols, key=lambda s: s.name):
+        if sym.name.startswith("_s"):
+            k = sym.name[2:]
+            new = sp.Symbol(f"u_{{{k}}}")
+            subs[sym] = new
+            legend[f"u_{{{k}}}"] = traced.meaning.get(sym.name, "?")
+    return sp.latex(e.xreplace(subs)), legend
+
+
+def _instance(prop: Property, block: SymbolicBlock) -> dict[str, Any]:
+    """A concrete counterexample: seeded parameters, σ = tanh, a fixed potential; the largest residual."""
+    best: dict[str, Any] = {}
+    for seed in _INSTANCE_SEEDS:
+        t = trace_float(block, seed)
+        r = prop.float_residual(t)
+        if not best or r > best["residual"]:
+            params = float_parameters(t)
+            best = {
+                "activation": "tanh (any abstract σ is replaced by tanh)",
+                "potential": "V(u) = log cosh(r·u) − ½ Σ cos u_i (abstract potentials)",
+                "x": [params.pop(f"x_{i}") for i in range(block.dim)],
+                "parameters": params,
+                "residual": r,
+                "seed": seed,
+            }
+        if r > 1e-6:
+            break
+    return best
+
+
+def prove_block(prop: Property, block: SymbolicBlock, time_limit: float) -> BlockResult:
+    start = time.perf_counter()
+
+    def work() -> tuple[dict[str, Any], Traced]:
+        traced = _traced(block)
+        return prop.exact_residual(traced), traced
+
+    try:
+        residual, traced = run_with_time_limit(work, time_limit, f"{prop.name} of {block.name}")
+    except SymbolicTimeout as exc:
+        return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
+                           message=str(exc))
+    except NoInverse as exc:
+        return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
+                           message=f"{exc}; fix: give the SymbolicBlock an inverse program")
+    except Exception as exc:  # a broken block program is the check failing, not a refutation
+        return BlockResult(block.name, Verdict.ERROR, prop.obligation, "", time.perf_counter() - start,
+                           message=f"the symbolic program of block {block.name!r} failed: {type(exc).__name__}: {exc}")
+    seconds = time.perf_counter() - start
+    if not residual:
+        return BlockResult(block.name, Verdict.PROVED, prop.obligation, "0", seconds)
+    position, first = next(iter(residual.items()))
+    latex, legend = _readable(first, traced)
+    instance = _instance(prop, block)
+    return BlockResult(
+        block.name, Verdict.VIOLATED, prop.obligation,
+        f"\\text{{entry {position} of {len(residual)} non-zero}}: {latex}",
+        seconds, instance=instance, legend=legend,
+    )
+
+
+def derive(prop: Property, blocks: Sequence[SymbolicBlock], time_limit: float = DEFAULT_TIME_LIMIT) -> Evidence | None:
+    """Symbolic evidence for a claim, or None when the architecture gives no symbolic form."""
+    if not blocks:
+        return None
+    start = time.perf_counter()
+    results = [prove_block(prop, b, time_limit) for b in blocks]
+    seconds = time.perf_counter() - start
+    verdicts = {r.verdict for r in results}
+    names = ", ".join(r.block for r in results)
+    if Verdict.VIOLATED in verdicts:
+        bad = [r for r in results if r.verdict is Verdict.VIOLATED]
+        return Refutation(
+            stage="symbolic", verdict=Verdict.VIOLATED, seconds=seconds, statement=prop.statement, blocks=results,
+            summary=(f"layer {bad[0].block!r} does not satisfy {prop.name} for all parameters: its obligation has a "
+                     f"non-zero residual, and a concrete instance gives {bad[0].instance['residual']:.3g}"),
+        )
+    if Verdict.ERROR in verdicts:
+        msg = next(r.message for r in results if r.verdict is Verdict.ERROR)
+        return Failure(stage="symbolic", verdict=Verdict.ERROR, seconds=seconds, summary=msg,
+                       expected="a block program that maps R^n to R^n", fix="fix the SymbolicBlock program")
+    if Verdict.UNDECIDED in verdicts:
+        msg = next(r.message for r in results if r.verdict is Verdict.UNDECIDED)
+        return Failure(stage="symbolic", verdict=Verdict.UNDECIDED, seconds=seconds, summary=msg,
+                       expected="every layer obligation decided within its time limit", fix="see the message")
+    return Proof(
+        stage="symbolic", verdict=Verdict.PROVED, seconds=seconds, statement=prop.statement, lemma=prop.lemma,
+        blocks=results,
+        summary=f"every layer type ({names}) satisfies {prop.obligation.split(',')[0]} exactly, for any activation "
+                f"and any parameters; the network follows by composition",
+    )
+
+
+def block_latex(block: SymbolicBlock) -> str:
+    """The block's map as LaTeX: output vector in terms of the input x."""
+    x, y, _ = collect(block)
+    return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))

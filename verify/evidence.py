@@ -1,0 +1,162 @@
+"""Verdicts and the evidence behind them.
+
+Checkers return these objects; the report, the command line and the pytest
+helpers all read them, so a verdict is never computed twice in two ways.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+
+class Verdict(str, enum.Enum):
+    """Outcome of checking one claim.
+
+    PROVED: exact symbolic proof for all parameters (and, when run, the numeric
+    stage agrees). HOLDS: numerically within the stated tolerance. VIOLATED:
+    refuted, symbolically or numerically. UNDECIDED: a step timed out or is not
+    supported. ERROR: the check itself could not run.
+    """
+
+    PROVED = "proved"
+    HOLDS = "holds"
+    VIOLATED = "violated"
+    UNDECIDED = "undecided"
+    ERROR = "error"
+
+    @property
+    def passed(self) -> bool:
+        return self in (Verdict.PROVED, Verdict.HOLDS)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def combine(symbolic: Verdict | None, numeric: Verdict | None) -> Verdict:
+    """The claim's verdict from its two stages.
+
+    A refutation anywhere wins (the trained implementation is what we check,
+    so a proof of the block does not excuse a violating network); a stage that
+    could not run makes the claim `error`; `proved` needs the proof and, when the
+    numeric stage ran, its agreement.
+    """
+    stages = [v for v in (symbolic, numeric) if v is not None]
+    if not stages:
+        return Verdict.UNDECIDED
+    if Verdict.VIOLATED in stages:
+        return Verdict.VIOLATED
+    if Verdict.ERROR in stages:
+        return Verdict.ERROR
+    if symbolic is Verdict.PROVED and numeric in (None, Verdict.HOLDS):
+        return Verdict.PROVED
+    if numeric is Verdict.HOLDS:
+        return Verdict.HOLDS
+    return Verdict.UNDECIDED
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy of evidence fields (tuples, enums, floats that are inf/nan)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one stage of a check produced."""
+
+    stage: str  # "symbolic" | "numeric" | "rollout" | ...
+    verdict: Verdict
+    summary: str
+    seconds: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__.lower()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = _plain(self)
+        data["kind"] = self.kind
+        return data
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """The symbolic obligation of one layer type."""
+
+    block: str
+    verdict: Verdict
+    obligation: str  # LaTeX of the identity that was tested
+    residual: str  # LaTeX of the simplified residual ("0" for a proof)
+    seconds: float
+    instance: Mapping[str, Any] | None = None  # concrete numbers where the residual is non-zero
+    legend: Mapping[str, str] = field(default_factory=dict)  # symbol -> what it stands for
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Proof(Evidence):
+    """Exact symbolic proof: every layer lemma reduced to 0, lifted by composition."""
+
+    statement: str = ""  # LaTeX
+    lemma: str = ""  # the composition lemma that lifts layer proofs to the network
+    blocks: Sequence[BlockResult] = ()
+
+
+@dataclass(frozen=True)
+class Refutation(Evidence):
+    """Exact non-zero residual of a layer obligation, with a concrete numeric instance."""
+
+    statement: str = ""
+    blocks: Sequence[BlockResult] = ()
+
+
+@dataclass(frozen=True)
+class Measurement(Evidence):
+    """Numeric defects of a trained model over many drawn inputs."""
+
+    property: str = ""
+    defect: str = ""  # what was measured, in words/LaTeX
+    dtype: str = ""
+    device: str = ""
+    seed: int = 0
+    n_inputs: int = 0
+    max_defect: float = math.nan
+    quantiles: Mapping[str, float] = field(default_factory=dict)
+    worst_input: Sequence[float] = ()
+    tolerance: float = math.nan
+    tolerance_formula: str = ""
+    max_defect_float64: float = math.nan
+    tolerance_float64: float = math.nan
+    classification: str = ""  # "none" | "structural" | "round-off"
+    counterexample: Sequence[float] | None = None
+    counterexample_defect: float | None = None
+    search: Mapping[str, Any] = field(default_factory=dict)
+    defects_sample: Sequence[float] = ()  # for plots (model dtype)
+    defects_sample_float64: Sequence[float] = ()
+
+
+@dataclass(frozen=True)
+class Failure(Evidence):
+    """A stage that could not run (verdict ERROR) or did not finish (UNDECIDED)."""
+
+    expected: str = ""
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Note(Evidence):
+    """Information that is not a verdict on the claim (e.g. a long-rollout energy error)."""
+
+    data: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,165 @@
+"""The one registry: architectures with their claims, and the tasks they train on.
+
+Architectures register with the `@architecture(...)` decorator. Third-party
+packages register through the entry-point group ``verify.architectures`` (each
+entry point names a module whose import registers its architectures), so pytest
+and the command find them without editing this project. ``VERIFY_PLUGINS`` (a
+comma-separated list of modules) does the same without packaging.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+import torch
+
+from verify.claims import Claim, as_claim
+from verify.errors import InputError
+from verify.symbolic import SymbolicBlock
+
+ENTRY_POINT_GROUP = "verify.architectures"
+
+
+@dataclass(frozen=True)
+class Size:
+    """A model configuration and how long to train it."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    steps: int = 300
+    lr: float = 1e-2
+    n_train: int = 512
+    batch: int = 256
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A module class declared with its claims, its task and its symbolic building blocks."""
+
+    name: str
+    factory: Callable[..., torch.nn.Module]
+    claims: tuple[Claim, ...]
+    task: str | None
+    sizes: Mapping[str, Size]
+    blocks: Callable[[Mapping[str, Any]], Sequence[SymbolicBlock]] | None = None
+    composition: str = ""
+    reference: str = ""
+    description: str = ""
+    origin: str = ""
+
+    @property
+    def is_control(self) -> bool:
+        return any(not c.expected for c in self.claims)
+
+    def size(self, name: str) -> Size:
+        if name not in self.sizes:
+            raise InputError("size", name, f"one of {sorted(self.sizes)}", "pass --size quick or --size full")
+        return self.sizes[name]
+
+    def build(self, size: str) -> torch.nn.Module:
+        return self.factory(**dict(self.size(size).config))
+
+    def symbolic_blocks(self, size: str) -> Sequence[SymbolicBlock]:
+        return [] if self.blocks is None else list(self.blocks(self.size(size).config))
+
+    def __repr__(self) -> str:
+        claims = ", ".join(str(c) for c in self.claims)
+        return f"Architecture({self.name!r}, task={self.task!r}, claims=[{claims}])"
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+_TASKS: dict[str, Any] = {}
+_loaded = False
+
+M = TypeVar("M")
+
+
+def register(arch: Architecture) -> Architecture:
+    old = _ARCHITECTURES.get(arch.name)
+    if old is not None and old.origin != arch.origin:
+        raise InputError(
+            "architecture name", arch.name, "a name not yet registered",
+            f"{arch.name!r} is already registered by {old.origin}; choose another name",
+        )
+    _ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def unregister(name: str) -> None:
+    _ARCHITECTURES.pop(name, None)
+
+
+def architecture(
+    name: str,
+    *,
+    claims: Iterable[object],
+    task: str | None = None,
+    sizes: Mapping[str, Size] | None = None,
+    blocks: Callable[[Mapping[str, Any]], Sequence[SymbolicBlock]] | None = None,
+    composition: str = "",
+    reference: str = "",
+    description: str = "",
+) -> Callable[[M], M]:
+    """Declare a torch module class as an architecture with typed claims.
+
+    >>> @architecture("my-shear", claims=[Symplectic()], task="pendulum")
+    ... class MyShear(torch.nn.Module): ...
+    """
+    claim_list = tuple(as_claim(c) for c in claims)
+    if not claim_list:
+        raise InputError("claims", [], "at least one claim", "write claims=[Symplectic()] (or another property)")
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise InputError("name", name, "letters, digits, '-', '_' or '.'", "it becomes a folder under reports/")
+
+    def wrap(cls: M) -> M:
+        if not callable(cls):
+            raise InputError("architecture target", cls, "a torch.nn.Module class or factory", "decorate the class")
+        doc = (getattr(cls, "__doc__", None) or "").strip().split("\n\n")[0]
+        register(Architecture(
+            name=name, factory=cls, claims=claim_list, task=task,
+            sizes=dict(sizes or {"quick": Size(), "full": Size()}), blocks=blocks,
+            composition=composition, reference=reference, description=description or " ".join(doc.split()),
+            origin=f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}",
+        ))
+        return cls
+
+    return wrap
+
+
+def register_task(task: M) -> M:
+    _TASKS[getattr(task, "name")] = task
+    return task
+
+
+def get_task(name: str) -> Any:
+    load_all()
+    if name not in _TASKS:
+        raise InputError("task", name, f"one of {sorted(_TASKS)}", "register the task with register_task() first")
+    return _TASKS[name]
+
+
+def load_all() -> None:
+    """Import the built-in models, the entry-point plugins and VERIFY_PLUGINS modules (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    importlib.import_module("models")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+    for mod in filter(None, (m.strip() for m in os.environ.get("VERIFY_PLUGINS", "").split(","))):
+        importlib.import_module(mod)
+
+
+def all_architectures() -> list[Architecture]:
+    load_all()
+    return list(_ARCHITECTURES.values())
+
+
+def get(name: str) -> Architecture:
+    load_all()
+    if name not in _ARCHITECTURES:
+        raise InputError("architecture", name, f"one of {sorted(_ARCHITECTURES)}", "run `verify list` to see them")
+    return _ARCHITECTURES[name]

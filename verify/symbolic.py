@@ -1,0 +1,476 @@
+"""Symbolic building blocks: a layer written once, evaluated exactly or numerically.
+
+A block is a small program over vectors (affine maps with symbolic parameters,
+abstract elementwise activations, gradients of abstract potentials, ...). The
+same program runs on three backends:
+
+* ``collect``: sympy expressions, for display and to count the symbols needed;
+* ``ring``: exact polynomials over QQ in the parameters and in *symbols for the
+  values and derivatives of the abstract functions* (σ(z_i), σ'(z_i), ∂_iV,
+  ∂_i∂_jV = ∂_j∂_iV). The Jacobian is propagated alongside the values by the
+  chain rule, so no sympy ``Subs``/``Derivative`` object ever reaches a zero test
+  and an identity such as JᵀΩJ − Ω = 0 is decided by exact polynomial arithmetic;
+* ``float``: concrete numbers (σ = tanh, a fixed smooth potential) to turn a
+  non-zero residual into a concrete counterexample.
+
+Because the activation stays abstract, a proof covers every activation function
+and every parameter value of the block.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import sympy as sp
+from sympy.polys.rings import PolyRing
+
+Row = dict  # sparse Jacobian row: column index -> scalar
+
+
+class _Backend:
+    """Scalar arithmetic and leaf creation; subclasses decide what a scalar is."""
+
+    jacobian = True
+    zero: Any
+    one: Any
+
+    def const(self, value: sp.Rational) -> Any:
+        raise NotImplementedError
+
+    def param(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        """Value and derivative of an abstract scalar function at `arg`."""
+        raise NotImplementedError
+
+    def exp(self, arg: Any) -> Any:
+        raise NotImplementedError
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        """Gradient and (symmetric) Hessian of an abstract potential at `args`."""
+        raise NotImplementedError
+
+
+class _Collect(_Backend):
+    jacobian = False
+
+    def __init__(self) -> None:
+        self.zero, self.one = sp.Integer(0), sp.Integer(1)
+        self.params: dict[str, sp.Symbol] = {}
+        self.opaque: dict[tuple, tuple[str, str, sp.Expr]] = {}  # key -> (kind, label, meaning)
+
+    def const(self, value: sp.Rational) -> Any:
+        return sp.Rational(value)
+
+    def param(self, name: str) -> Any:
+        return self.params.setdefault(name, sp.Symbol(name))
+
+    def _key(self, *parts: Any) -> tuple:
+        return tuple(sp.expand(p) if isinstance(p, sp.Basic) else p for p in parts)
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        f = sp.Function(fname)
+        key = self._key("apply", fname, arg)
+        self.opaque.setdefault(key, ("apply", fname, f(arg)))
+        return f(arg), None
+
+    def exp(self, arg: Any) -> Any:
+        self.opaque.setdefault(self._key("exp", arg), ("exp", "exp", sp.exp(arg)))
+        return sp.exp(arg)
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        key = self._key("grad", fname, *args)
+        dummies = sp.symbols(f"_u0:{len(args)}")
+        V = sp.Function(fname)(*dummies)
+        grad = [sp.Subs(sp.diff(V, u), dummies, tuple(args)) for u in dummies]
+        self.opaque.setdefault(key, ("grad", fname, sp.Function(fname)(*args)))
+        return grad, []
+
+
+class _Ring(_Backend):
+    def __init__(self, ring: PolyRing, names: dict[str, int]) -> None:
+        self.ring = ring
+        self.zero, self.one = ring.zero, ring.one
+        self.names = names  # parameter name -> generator index
+        self.pool = list(ring.gens[len(names):])  # generators for abstract-function symbols
+        self.meaning: dict[Any, str] = {}  # generator -> what it stands for (for reports)
+        self.cache: dict[tuple, Any] = {}
+        self.relations: list[Any] = []  # polynomials known to vanish (a Gröbner basis: disjoint leading terms)
+
+    def _take(self, label: str) -> Any:
+        if not self.pool:
+            raise RuntimeError("symbolic backend ran out of generators; the block is not deterministic")
+        g = self.pool.pop(0)
+        self.meaning[g] = label
+        return g
+
+    def const(self, value: sp.Rational) -> Any:
+        return self.ring(sp.Rational(value))
+
+    def param(self, name: str) -> Any:
+        return self.ring.gens[self.names[name]]
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        key = ("apply", fname, arg)
+        if key not in self.cache:
+            shown = arg.as_expr()
+            self.cache[key] = (
+                self._take(f"{fname}({shown})"),
+                self._take(f"{fname}'({shown})"),
+            )
+        return self.cache[key]
+
+    def exp(self, arg: Any) -> Any:
+        key = ("exp", arg)
+        if key not in self.cache:
+            self.cache[key] = self._take(f"exp({arg.as_expr()})")
+            mirror = self.cache.get(("exp", -arg))
+            if mirror is not None:
+                # exp(a)·exp(−a) = 1 is the one identity of exp that layer inverses rely on
+                self.relations.append(self.cache[key] * mirror - self.ring.one)
+        return self.cache[key]
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        key = ("grad", fname, *args)
+        if key not in self.cache:
+            k = len(args)
+            at = ", ".join(str(a.as_expr()) for a in args)
+            grad = [self._take(f"∂_{i}{fname}({at})") for i in range(k)]
+            hess: list[list[Any]] = [[None] * k for _ in range(k)]
+            for i in range(k):
+                for j in range(i, k):
+                    # one symbol for ∂_i∂_j V and ∂_j∂_i V: the Hessian of a C² potential is symmetric
+                    hess[i][j] = hess[j][i] = self._take(f"∂_{i}∂_{j}{fname}({at})")
+            self.cache[key] = (grad, hess)
+        return self.cache[key]
+
+
+class _Float(_Backend):
+    """Concrete instance: σ = tanh, V(u) = log cosh(r·u) − ½ Σ cos(u_i) ... with seeded parameters."""
+
+    def __init__(self, seed: int, scale: float = 1.0) -> None:
+        self.zero, self.one = 0.0, 1.0
+        self.rng = random.Random(seed)
+        self.scale = scale
+        self.values: dict[str, float] = {}
+        self.directions: dict[tuple[str, int], list[float]] = {}
+
+    def const(self, value: sp.Rational) -> Any:
+        return float(value)
+
+    def param(self, name: str) -> Any:
+        if name not in self.values:
+            self.values[name] = round(self.rng.gauss(0.0, self.scale), 3)
+        return self.values[name]
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        t = math.tanh(arg)
+        return t, 1.0 - t * t
+
+    def exp(self, arg: Any) -> Any:
+        return math.exp(arg)
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        k = len(args)
+        r = self.directions.setdefault((fname, k), [round(self.rng.gauss(0, 1), 3) for _ in range(k)])
+        s = sum(ri * ai for ri, ai in zip(r, args))
+        th = math.tanh(s)
+        grad = [th * r[i] - 0.5 * math.sin(args[i]) for i in range(k)]
+        hess = [
+            [(1 - th * th) * r[i] * r[j] - (0.5 * math.cos(args[i]) if i == j else 0.0) for j in range(k)]
+            for i in range(k)
+        ]
+        return grad, hess
+
+
+@dataclass
+class Vec:
+    """A vector of scalars with its Jacobian with respect to the block's input."""
+
+    b: "Builder"
+    vals: list[Any]
+    jac: list[Row] | None
+
+    def __len__(self) -> int:
+        return len(self.vals)
+
+    def __getitem__(self, s: slice) -> "Vec":
+        if not isinstance(s, slice):
+            s = slice(s, s + 1)
+        return Vec(self.b, self.vals[s], None if self.jac is None else self.jac[s])
+
+    def _zip(self, other: "Vec", sign: int) -> "Vec":
+        if len(self) != len(other):
+            raise ValueError(f"vector lengths differ: {len(self)} vs {len(other)}")
+        vals = [a + b if sign > 0 else a - b for a, b in zip(self.vals, other.vals)]
+        jac = None
+        if self.jac is not None and other.jac is not None:
+            jac = [_row_axpy(r1, r2, sign) for r1, r2 in zip(self.jac, other.jac)]
+        return Vec(self.b, vals, jac)
+
+    def __add__(self, other: "Vec") -> "Vec":
+        return self._zip(other, +1)
+
+    def __sub__(self, other: "Vec") -> "Vec":
+        return self._zip(other, -1)
+
+    def __neg__(self) -> "Vec":
+        return self.scale(-1)
+
+    def scale(self, c: Any) -> "Vec":
+        """Multiply by a scalar (a number, or a backend scalar such as a parameter)."""
+        if isinstance(c, (int, sp.Rational)):
+            c = self.b.backend.const(sp.Rational(c))
+        vals = [c * v for v in self.vals]
+        jac = None if self.jac is None else [_row_scale(r, c) for r in self.jac]
+        return Vec(self.b, vals, jac)
+
+    def __mul__(self, other: "Vec") -> "Vec":
+        """Elementwise product of two vectors that both depend on the input (product rule)."""
+        vals = [a * c for a, c in zip(self.vals, other.vals)]
+        jac = None
+        if self.jac is not None and other.jac is not None:
+            jac = [_row_axpy(_row_scale(ra, c), _row_scale(rc, a), +1)
+                   for a, c, ra, rc in zip(self.vals, other.vals, self.jac, other.jac)]
+        return Vec(self.b, vals, jac)
+
+    def hadamard(self, coeffs: Sequence[Any]) -> "Vec":
+        """Elementwise product with coefficients that do not depend on the input (parameters)."""
+        vals = [c * v for c, v in zip(coeffs, self.vals)]
+        jac = None if self.jac is None else [_row_scale(r, c) for c, r in zip(coeffs, self.jac)]
+        return Vec(self.b, vals, jac)
+
+
+def _row_axpy(r1: Row, r2: Row, sign: int) -> Row:
+    out = dict(r1)
+    for k, v in r2.items():
+        out[k] = out[k] + v if k in out else (v if sign > 0 else -v)
+    return out
+
+
+def _row_scale(r: Row, c: Any) -> Row:
+    return {k: c * v for k, v in r.items()}
+
+
+@dataclass
+class Mat:
+    """A matrix of parameters (rows of scalars)."""
+
+    rows: list[list[Any]]
+
+    @property
+    def T(self) -> "Mat":
+        return Mat([list(col) for col in zip(*self.rows)])
+
+    def __add__(self, other: "Mat") -> "Mat":
+        return Mat([[a + b for a, b in zip(r1, r2)] for r1, r2 in zip(self.rows, other.rows)])
+
+    def __matmul__(self, v: Vec) -> Vec:
+        if len(self.rows[0]) != len(v):
+            raise ValueError(f"matrix has {len(self.rows[0])} columns, vector has length {len(v)}")
+        zero = v.b.backend.zero
+        vals = []
+        jac: list[Row] | None = [] if v.jac is not None else None
+        for row in self.rows:
+            acc = zero
+            jrow: Row = {}
+            for w, x, jx in zip(row, v.vals, v.jac if v.jac is not None else [None] * len(v)):
+                if w == 0:
+                    continue
+                acc = acc + w * x
+                if jx is not None:
+                    for k, val in jx.items():
+                        jrow[k] = jrow[k] + w * val if k in jrow else w * val
+            vals.append(acc)
+            if jac is not None:
+                jac.append(jrow)
+        return Vec(v.b, vals, jac)
+
+
+class Builder:
+    """What a block's program sees: parameters, abstract functions and vector helpers."""
+
+    def __init__(self, backend: _Backend) -> None:
+        self.backend = backend
+
+    # parameters -------------------------------------------------------------
+    def scalar(self, name: str) -> Any:
+        return self.backend.param(name)
+
+    def vector(self, name: str, n: int) -> list[Any]:
+        return [self.backend.param(f"{name}_{i}") for i in range(n)]
+
+    def matrix(self, name: str, rows: int, cols: int) -> Mat:
+        return Mat([[self.backend.param(f"{name}_{i}{j}" if rows < 10 and cols < 10 else f"{name}_{i}_{j}")
+                     for j in range(cols)] for i in range(rows)])
+
+    def bias(self, name: str, n: int) -> Vec:
+        return self.constant_vec(self.vector(name, n))
+
+    def constant_vec(self, vals: Sequence[Any]) -> Vec:
+        jac = None if not self.backend.jacobian else [{} for _ in vals]
+        return Vec(self, list(vals), jac)
+
+    # nonlinearities -----------------------------------------------------------
+    def act(self, fname: str, v: Vec) -> Vec:
+        """Elementwise abstract function fname(v_i), differentiable, otherwise arbitrary."""
+        vals, jac = [], [] if v.jac is not None else None
+        for i, x in enumerate(v.vals):
+            val, der = self.backend.apply(fname, x)
+            vals.append(val)
+            if jac is not None:
+                jac.append(_row_scale(v.jac[i], der))
+        return Vec(self, vals, jac)
+
+    def exp(self, v: Vec) -> Vec:
+        vals, jac = [], [] if v.jac is not None else None
+        for i, x in enumerate(v.vals):
+            e = self.backend.exp(x)
+            vals.append(e)
+            if jac is not None:
+                jac.append(_row_scale(v.jac[i], e))
+        return Vec(self, vals, jac)
+
+    def grad(self, fname: str, v: Vec) -> Vec:
+        """∇V(v) for an abstract C² potential V (its Hessian is symmetric)."""
+        grad, hess = self.backend.gradient(fname, v.vals)
+        jac = None
+        if v.jac is not None:
+            jac = (Mat(hess) @ Vec(self, [self.backend.zero] * len(v), v.jac)).jac
+        return Vec(self, list(grad), jac)
+
+    @staticmethod
+    def concat(*parts: Vec) -> Vec:
+        b = parts[0].b
+        vals = [x for p in parts for x in p.vals]
+        jac = None if parts[0].jac is None else [r for p in parts for r in p.jac]
+        return Vec(b, vals, jac)
+
+    def state(self, n: int) -> Vec:
+        names = [f"x_{i}" for i in range(n)]
+        vals = [self.backend.param(nm) for nm in names]
+        jac = [{i: self.backend.one} for i in range(n)] if self.backend.jacobian else None
+        return Vec(self, vals, jac)
+
+
+Program = Callable[[Builder, Vec], Vec]
+
+
+@dataclass(frozen=True)
+class SymbolicBlock:
+    """One layer type of an architecture, as a program over its phase-space vector.
+
+    `forward` maps the input vector to the output vector. `inverse`, when given,
+    is the explicit inverse the implementation uses; the Invertible property
+    checks inverse∘forward = id exactly.
+    """
+
+    name: str
+    dim: int
+    forward: Program
+    inverse: Program | None = None
+    description: str = ""
+
+    def __repr__(self) -> str:
+        inv = ", with inverse" if self.inverse else ""
+        return f"SymbolicBlock({self.name!r}, dim={self.dim}{inv})"
+
+
+@dataclass
+class Traced:
+    """A block evaluated on one backend: outputs, Jacobian (dense), and bookkeeping."""
+
+    inputs: list[Any]
+    outputs: list[Any]
+    jacobian: list[list[Any]]
+    backend: _Backend
+    inverse_of_outputs: list[Any] | None = None
+    meaning: dict[str, str] = field(default_factory=dict)
+
+    def reduce(self, value: Any) -> Any:
+        """An exact residual modulo the identities of the abstract functions (e.g. exp(a)exp(−a) = 1)."""
+        relations = getattr(self.backend, "relations", None)
+        return value.rem(relations) if relations else value
+
+
+def _dense(rows: list[Row], n: int, zero: Any) -> list[list[Any]]:
+    return [[r.get(j, zero) for j in range(n)] for r in rows]
+
+
+def _run(block: SymbolicBlock, backend: _Backend, with_inverse: bool) -> tuple[Builder, Vec, Vec, Vec | None]:
+    b = Builder(backend)
+    x = b.state(block.dim)
+    y = block.forward(b, x)
+    if len(y) != block.dim:
+        raise ValueError(
+            f"block {block.name!r} returned a vector of length {len(y)}; expected dim={block.dim}. "
+            "Fix: a phase-space layer must map R^n to R^n"
+        )
+    back = None
+    if with_inverse and block.inverse is not None:
+        # only the values of inverse(forward(x)) are needed, so no Jacobian is carried
+        back = block.inverse(b, Vec(b, y.vals, None))
+    return b, x, y, back
+
+
+def collect(block: SymbolicBlock) -> tuple[list[sp.Expr], list[sp.Expr], _Collect]:
+    """Sympy expressions of the block's outputs (and the symbol inventory)."""
+    backend = _Collect()
+    _, x, y, _ = _run(block, backend, with_inverse=True)
+    return x.vals, y.vals, backend
+
+
+def trace_exact(block: SymbolicBlock) -> Traced:
+    """The block over QQ[parameters, abstract-function symbols], with its exact Jacobian."""
+    _, _, inventory = collect(block)
+    names = list(inventory.params)
+    n_opaque = 0
+    for kind, _, meaning in inventory.opaque.values():
+        if kind == "apply":
+            n_opaque += 2
+        elif kind == "exp":
+            n_opaque += 1
+        else:
+            k = len(meaning.args)
+            n_opaque += k + k * (k + 1) // 2
+    symbols = [sp.Symbol(nm) for nm in names] + [sp.Symbol(f"_s{i}") for i in range(n_opaque)]
+    ring = PolyRing(symbols, sp.QQ, sp.polys.orderings.lex)
+    backend = _Ring(ring, {nm: i for i, nm in enumerate(names)})
+    _, x, y, back = _run(block, backend, with_inverse=True)
+    traced = Traced(
+        inputs=x.vals,
+        outputs=y.vals,
+        jacobian=_dense(y.jac, block.dim, ring.zero),
+        backend=backend,
+        inverse_of_outputs=None if back is None else back.vals,
+    )
+    traced.meaning = {str(g.as_expr()): label for g, label in backend.meaning.items()}
+    return traced
+
+
+def trace_float(block: SymbolicBlock, seed: int, x: Sequence[float] | None = None) -> Traced:
+    """A concrete instance of the block: seeded parameters, σ = tanh, a fixed smooth potential."""
+    backend = _Float(seed)
+    if x is not None:
+        for i, xi in enumerate(x):
+            backend.values[f"x_{i}"] = float(xi)
+    _, xv, y, back = _run(block, backend, with_inverse=True)
+    return Traced(
+        inputs=xv.vals,
+        outputs=y.vals,
+        jacobian=_dense(y.jac, block.dim, 0.0),
+        backend=backend,
+        inverse_of_outputs=None if back is None else back.vals,
+    )
+
+
+def float_parameters(traced: Traced) -> dict[str, float]:
+    assert isinstance(traced.backend, _Float)
+    return dict(traced.backend.values)
+
+
+def latex_vector(values: Sequence[sp.Expr]) -> str:
+    return sp.latex(sp.Matrix(values))
