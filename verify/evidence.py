@@ -96,7 +96,7 @@ class BlockResult:
     """The symbolic obligation of one layer type."""
 
     block: str
-    verdict: Verdict
+    verdict: Verdict | None  # None for a Note, which informs but does not judge
     obligation: str  # LaTeX of the identity that was tested
     residual: str  # LaTeX of the simplified residual ("0" for a proof)
     seconds: float

@@ -1,0 +1,13 @@
+# The two commands of the README. Each runs ./setup.sh first (idempotent).
+.PHONY: reports test bench setup
+setup:
+	./setup.sh
+
+reports: setup
+	.venv/bin/verify report
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench: setup
+	.venv/bin/verify bench

@@ -1,0 +1,27 @@
+"""Every registered architecture × claim, trained and checked (the plugin makes one item each).
+
+Genuine claims must come out proved or holds; the false claims of negative controls
+must come out violated. The registry includes entry-point plugins, so a third-party
+package's architectures are tested here too.
+"""
+
+
+def test_claim(registered_claim):
+    registered_claim.assert_expected()
+
+
+def test_symplectic_family_is_proved_after_training(registered_claim):
+    """Genuine claims with a symbolic form must be *proved*, not only hold; controls must be refuted in both stages."""
+    claim, result = registered_claim.claim, registered_claim.result
+    if claim.claim.expected:
+        if claim.symbolic is not None:
+            assert claim.verdict.value == "proved", claim.symbolic_text
+        assert claim.numeric is not None and claim.numeric.verdict.value == "holds", claim.numeric.summary
+    else:
+        if claim.symbolic is not None:
+            assert claim.symbolic.verdict.value == "violated", claim.symbolic_text
+        assert claim.numeric.verdict.value == "violated", claim.numeric.summary
+        assert claim.numeric.classification == "structural"
+        assert claim.numeric.counterexample is not None, "hypothesis should have shrunk a counterexample"
+        assert claim.numeric.counterexample_defect > claim.numeric.tolerance
+    assert result.trained is not None and result.trained.test_loss < 1e-2, "the model should have learned its task"

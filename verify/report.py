@@ -1,0 +1,258 @@
+"""Reports: JSON for machines, a Markdown page with figures for people, and an index over all.
+
+Everything on the page is read from the evidence objects; nothing is recomputed here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from verify.check import ArchitectureResult, ClaimResult  # noqa: E402
+from verify.evidence import Failure, Measurement, Proof, Refutation  # noqa: E402
+
+MAX_LATEX = 1500  # a block map longer than this is summarised by its description
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+def to_json(result: ArchitectureResult) -> dict[str, Any]:
+    arch = result.architecture
+    trained = result.trained
+    return {
+        "architecture": result.name,
+        "size": result.size,
+        "control": bool(arch and arch.is_control),
+        "task": arch.task if arch else None,
+        "reference": arch.reference if arch else "",
+        "description": arch.description if arch else "",
+        "composition": arch.composition if arch else "",
+        "passed_as_expected": result.passed,
+        "errors": result.errors,
+        "claims": [r.to_dict() for r in result.results],
+        "blocks": [{"name": n, "description": d, "latex": ltx} for n, d, ltx in result.blocks_latex],
+        "training": None if trained is None else {
+            "steps": trained.steps, "seconds": trained.seconds, "device": trained.device, "seed": trained.seed,
+            "test_loss": trained.test_loss, "final_loss": trained.history[-1] if trained.history else None,
+            "checkpoint": trained.checkpoint,
+        },
+        "rollout": None if result.rollout is None else result.rollout.to_dict(),
+        "environment": result.environment,
+        "seconds": result.seconds,
+    }
+
+
+def _plot_defects(result: ArchitectureResult, path: Path) -> bool:
+    measured = [(r, r.numeric) for r in result.results if isinstance(r.numeric, Measurement) and r.numeric.defects_sample]
+    if not measured:
+        return False
+    fig, axes = plt.subplots(1, len(measured), figsize=(4.2 * len(measured), 3.2), squeeze=False)
+    for ax, (r, m) in zip(axes[0], measured):
+        floor = 1e-20
+        for sample, label, tol, colour in (
+            (m.defects_sample, m.dtype, m.tolerance, "tab:blue"),
+            (m.defects_sample_float64, "float64", m.tolerance_float64, "tab:orange"),
+        ):
+            if not sample:
+                continue
+            logs = [math.log10(max(v, floor)) for v in sample]
+            ax.hist(logs, bins=40, alpha=0.6, color=colour, label=f"{label} defects")
+            ax.axvline(math.log10(tol), color=colour, linestyle="--", label=f"{label} tolerance")
+        ax.set_title(f"{r.claim.name}: {r.verdict.value}")
+        ax.set_xlabel("log10 normalised defect")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_energy(result: ArchitectureResult, path: Path) -> bool:
+    if result.rollout is None:
+        return False
+    data = result.rollout.data
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.plot(data["time"], data["energy_error"], lw=0.6)
+    ax.set_xlabel("time")
+    ax.set_ylabel("H(x_k) − H(x_0)")
+    ax.set_title(f"{result.name}: true energy error over {data['steps']} steps ({data['classification']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plot_loss(result: ArchitectureResult, path: Path) -> bool:
+    if result.trained is None or not result.trained.history:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.semilogy(result.trained.history, lw=0.7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training MSE")
+    ax.set_title(f"{result.name}: training loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _symbolic_section(r: ClaimResult) -> list[str]:
+    ev = r.symbolic
+    if ev is None:
+        return ["*Symbolic:* no symbolic form is declared for this architecture, so this claim is checked numerically only.", ""]
+    lines = [f"*Symbolic ({ev.verdict.value}, {ev.seconds:.3f} s):* {ev.summary}", ""]
+    if isinstance(ev, (Proof, Refutation)):
+        lines += [f"Claim: $${ev.statement}$$", ""]
+        lines += ["| layer | verdict | residual | seconds |", "|---|---|---|---|"]
+        for b in ev.blocks:
+            residual = b.residual if len(b.residual) < 300 else b.residual[:300] + r"\ldots"
+            lines.append(f"| {b.block} | {b.verdict.value} | ${residual}$ | {b.seconds:.3f} |")
+        lines.append("")
+        lines.append(f"Obligation per layer: ${ev.blocks[0].obligation}$")
+        lines.append("")
+    if isinstance(ev, Proof):
+        lines += [f"Composition lemma: ${ev.lemma}$", ""]
+    if isinstance(ev, Refutation):
+        for b in ev.blocks:
+            if b.instance:
+                inst = b.instance
+                lines += [
+                    f"Concrete instance for **{b.block}**: {inst['activation']}; x = {inst['x']}; "
+                    f"parameters (seed {inst['seed']}) = `{json.dumps(inst['parameters'])[:600]}`; "
+                    f"largest residual entry = **{inst['residual']:.4g}**.", "",
+                ]
+                if b.legend:
+                    lines.append("Symbols: " + "; ".join(f"${k}$ = `{v}`" for k, v in list(b.legend.items())[:8]))
+                    lines.append("")
+    if isinstance(ev, Failure):
+        lines += [f"Expected: {ev.expected}. Fix: {ev.fix}", ""]
+    return lines
+
+
+def _numeric_section(r: ClaimResult) -> list[str]:
+    m = r.numeric
+    if m is None:
+        return ["*Numeric:* not run.", ""]
+    if isinstance(m, Failure):
+        return [f"*Numeric ({m.verdict.value}):* {m.summary}", ""]
+    assert isinstance(m, Measurement)
+    rows = [
+        ("verdict", m.verdict.value),
+        ("defect", f"${m.defect}$"),
+        ("max defect", _fmt(m.max_defect)),
+        ("tolerance", f"{_fmt(m.tolerance)} = {m.tolerance_formula}"),
+        ("quantiles 50/90/99 %", " / ".join(_fmt(v) for v in m.quantiles.values())),
+        ("float64 max defect / tolerance", f"{_fmt(m.max_defect_float64)} / {_fmt(m.tolerance_float64)}"),
+        ("classification", m.classification),
+        ("worst input", "[" + ", ".join(f"{v:.4g}" for v in m.worst_input) + "]"),
+        ("shrunk counterexample", "none" if m.counterexample is None else
+         "[" + ", ".join(f"{v:.4g}" for v in m.counterexample) + f"] (defect {_fmt(m.counterexample_defect)})"),
+        ("inputs", f"{m.n_inputs} ({m.search.get('batch')} batched + {m.search.get('hypothesis_examples')} hypothesis-targeted), "
+                   f"box {m.search.get('box_low')}..{m.search.get('box_high')} ×{m.search.get('beyond_factor')}"),
+        ("dtype / device / seed", f"{m.dtype} / {m.device} / {m.seed}"),
+        ("seconds", f"{m.seconds:.2f}"),
+    ]
+    return ["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+
+
+def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
+    """Write reports/<name>/{report.json, README.md, *.png}; returns the folder."""
+    folder = Path(root) / result.name
+    folder.mkdir(parents=True, exist_ok=True)
+    data = to_json(result)
+    (folder / "report.json").write_text(json.dumps(data, indent=1, default=str))
+    figs = {
+        "defects.png": _plot_defects(result, folder / "defects.png"),
+        "energy.png": _plot_energy(result, folder / "energy.png"),
+        "loss.png": _plot_loss(result, folder / "loss.png"),
+    }
+    arch = result.architecture
+    lines = [f"# {result.name}", ""]
+    if arch:
+        if arch.is_control:
+            lines += ["**Negative control**: this architecture makes at least one claim falsely; the verifier must refute it.", ""]
+        lines += [arch.description, "", f"Reference: {arch.reference or '—'}. Task: `{arch.task}`. Size: `{result.size}`. "
+                  f"Composition: {arch.composition or '—'}.", ""]
+    status = "every claim came out as expected" if result.passed else "**some claims did not come out as expected**"
+    lines += [f"Outcome: {status} ({result.seconds:.1f} s).", ""]
+    for e in result.errors:
+        lines += [f"> error: {e}", ""]
+    lines += ["## Claims", "", "| claim | claimed | verdict | as expected | symbolic | numeric |", "|---|---|---|---|---|---|"]
+    for r in result.results:
+        num = r.numeric
+        ntext = (f"{_fmt(num.max_defect)} ≤? {_fmt(num.tolerance)}" if isinstance(num, Measurement)
+                 else (num.verdict.value if num else "—"))
+        lines.append(
+            f"| {r.claim.name} | {'true' if r.claim.expected else 'falsely'} | **{r.verdict.value}** | "
+            f"{'yes' if r.as_expected else 'NO'} | {r.symbolic.verdict.value if r.symbolic else 'none'} | {ntext} |"
+        )
+    lines.append("")
+    if result.blocks_latex:
+        lines += ["## Building blocks (symbolic form)", ""]
+        for name, desc, latex in result.blocks_latex:
+            lines.append(f"- **{name}**: {desc}")
+            if len(latex) <= MAX_LATEX:
+                lines += ["", f"  $${latex}$$", ""]
+        lines.append("")
+    for r in result.results:
+        lines += [f"## {r.claim}", ""]
+        if not r.claim.expected:
+            lines += [f"Why it is false: {r.claim.reason}", ""]
+        lines += _symbolic_section(r) + _numeric_section(r)
+    if figs["defects.png"]:
+        lines += ["## Defect distributions", "", "![defects](defects.png)", ""]
+    if result.rollout is not None:
+        d = result.rollout.data
+        lines += [
+            "## Long rollout: true energy error", "", result.rollout.summary, "",
+            f"Rule: {d.get('rule', '')}. This informs; it is not a verdict on a claim (energy error of a learned map is model error).", "",
+            "![energy](energy.png)", "",
+        ]
+    if result.trained is not None:
+        t = result.trained
+        lines += ["## Training", "", f"{t.steps} Adam steps in {t.seconds:.1f} s on {t.device}, seed {t.seed}; "
+                  f"final training MSE {_fmt(t.history[-1] if t.history else math.nan)}, held-out MSE {_fmt(t.test_loss)}; "
+                  f"checkpoint `{t.checkpoint}`.", ""]
+        if figs["loss.png"]:
+            lines += ["![loss](loss.png)", ""]
+    env = result.environment
+    lines += ["## Reproduce", "", f"`verify check {result.name} --size {result.size} --seed {env.get('seed')}` — "
+              + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
+    (folder / "README.md").write_text("\n".join(lines))
+    return folder
+
+
+def write_index(results: Sequence[ArchitectureResult], root: Path | str, extra: Sequence[str] = ()) -> Path:
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["# Verification reports", "", "Every registered architecture and its claims. *Controls* claim a property "
+             "falsely on purpose; for them `violated` is the expected verdict.", "",
+             "| architecture | kind | claim | verdict | as expected | symbolic | numeric max defect / tolerance | rollout |",
+             "|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for res in results:
+        kind = "control" if res.architecture and res.architecture.is_control else "genuine"
+        roll = res.rollout.data["classification"] if res.rollout is not None else "—"
+        for r in res.results:
+            num = r.numeric
+            ntext = f"{_fmt(num.max_defect)} / {_fmt(num.tolerance)}" if isinstance(num, Measurement) else (num.verdict.value if num else "—")
+            lines.append(
+                f"| [{res.name}]({res.name}/README.md) | {kind} | {r.claim.name}{'' if r.claim.expected else ' (false)'} | "
+                f"**{r.verdict.value}** | {'yes' if r.as_expected else 'NO'} | {r.symbolic.verdict.value if r.symbolic else 'none'} | {ntext} | {roll} |"
+            )
+        summary.append({"architecture": res.name, "passed_as_expected": res.passed,
+                        "claims": {r.claim.name: r.verdict.value for r in res.results}})
+    lines += [""] + list(extra)
+    (root / "README.md").write_text("\n".join(lines) + "\n")
+    (root / "index.json").write_text(json.dumps(summary, indent=1))
+    return root / "README.md"
