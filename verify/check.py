@@ -166,6 +166,9 @@ def check(
             elif dim is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
                               expected="dim=... or a claim with dim", fix="pass dim=n to check()")
+            elif hasattr(claim.property, "measure_model"):
+                # properties whose inputs are not phase-space vectors (images, sets, graphs)
+                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
             else:
                 num = measure(claim.property, model, dim=dim, depth=_depth(model), space=space, seed=seed,
                               n_inputs=n_inputs, max_examples=max_examples)

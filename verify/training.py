@@ -69,8 +69,9 @@ def train(
     task = get_task(arch.task)
     torch.manual_seed(seed)
     model = arch.build(size).to(dev)
-    x, y = (t.to(dev, torch.float32) for t in task.dataset(spec.n_train, seed))
-    xt, yt = (t.to(dev, torch.float32) for t in task.dataset(256, seed + 10_000))
+    x, y = (_cast(t, dev) for t in task.dataset(spec.n_train, seed))
+    xt, yt = (_cast(t, dev) for t in task.dataset(256, seed + 10_000))
+    loss_fn = getattr(task, "loss", None) or _mse
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -80,7 +81,7 @@ def train(
     bar = tqdm(range(spec.steps), desc=f"train {arch.name} [{size}]", disable=not progress, leave=False)
     for _ in bar:
         idx = torch.randint(0, x.shape[0], (min(spec.batch, x.shape[0]),), generator=gen).to(dev)
-        loss = torch.mean((model(x[idx]) - y[idx]) ** 2)
+        loss = loss_fn(model(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -94,7 +95,7 @@ def train(
             bar.set_postfix(loss=f"{history[-1]:.2e}")
     model.eval()
     with torch.no_grad():
-        test_loss = float(torch.mean((model(xt) - yt) ** 2))
+        test_loss = float(loss_fn(model(xt), yt))
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
         test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps,
@@ -102,6 +103,15 @@ def train(
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
     return trained
+
+
+def _cast(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    # features train in float32; integer targets (class labels) keep their dtype
+    return t.to(dev, torch.float32) if t.is_floating_point() else t.to(dev)
+
+
+def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.mean((pred - target) ** 2)
 
 
 def _sha256(path: Path) -> str:
