@@ -61,8 +61,7 @@ class Symplectic(Property):
     defect_text: ClassVar[str] = r"\max_{ij}|(J^\top\Omega J-\Omega)_{ij}| \,/\, \max(1,\|J\|_2^2)"
 
     def exact_residual(self, traced: Traced) -> dict[str, Any]:
-        ring = traced.backend.ring
-        res = omega_form(traced.jacobian, ring.zero, ring.one)
+        res = omega_form(traced.jacobian, traced.backend.zero, traced.backend.one)
         res = {k: traced.reduce(v) for k, v in res.items()}
         return {f"({i},{j})": v for (i, j), v in res.items() if v != 0}
 

@@ -9,6 +9,7 @@ import torch
 from sympy.polys.matrices import DomainMatrix
 
 from properties.base import Probe, Property, Tolerance, condition_scale, depth_dim_tolerance
+from verify.polynomial import to_ring
 from verify.symbolic import Traced
 
 
@@ -19,15 +20,18 @@ def _triangular(J: list[list[Any]]) -> bool:
     return lower or upper
 
 
-def exact_det(J: list[list[Any]], ring: Any) -> Any:
+def exact_det(traced: Traced) -> Any:
+    J = traced.jacobian
     if _triangular(J):
         # the common case (shears, coupling layers): no elimination needed
-        det = ring.one
+        det = traced.backend.one
         for i in range(len(J)):
             det = det * J[i][i]
         return det
-    K = ring.to_domain()
-    return DomainMatrix(J, (len(J), len(J)), K).det()
+    n = len(J)
+    ring, flat = to_ring([e for row in J for e in row], traced.backend.symbols)
+    rows = [flat[i * n : (i + 1) * n] for i in range(n)]
+    return DomainMatrix(rows, (n, n), ring.to_domain()).det()
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,9 @@ class VolumePreserving(Property):
     defect_text: ClassVar[str] = r"|\det J - 1| \,/\, \max(1, \kappa_2(J))"
 
     def exact_residual(self, traced: Traced) -> dict[str, Any]:
-        ring = traced.backend.ring
-        r = traced.reduce(exact_det(traced.jacobian, ring) - ring.one)
+        det = exact_det(traced)
+        one = det.ring.one if hasattr(det, "ring") else traced.backend.one  # PolyElement after elimination
+        r = traced.reduce(det - one)
         return {} if r == 0 else {"det": r}
 
     def float_residual(self, traced: Traced) -> float:

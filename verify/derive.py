@@ -11,10 +11,12 @@ from properties.base import Property
 from properties.invertible import NoInverse
 from verify.errors import SymbolicTimeout
 from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
+from verify.polynomial import SPoly
 from verify.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
 from verify.timelimit import run_with_time_limit
 
 DEFAULT_TIME_LIMIT = 20.0
+_MAX_TERMS = 12
 _INSTANCE_SEEDS = (1, 2, 3, 4, 5)
 
 
@@ -25,7 +27,12 @@ def _traced(block: SymbolicBlock) -> Traced:
 
 def _readable(expr: Any, traced: Traced) -> tuple[str, dict[str, str]]:
     """LaTeX of a residual polynomial, with its abstract-function symbols renamed u_k plus a legend."""
-    e = expr.as_expr() if hasattr(expr, "as_expr") else sp.sympify(expr)
+    shown, total = expr, None
+    if isinstance(expr, SPoly) and len(expr.t) > _MAX_TERMS:
+        # printing a residual of thousands of terms costs seconds and helps nobody
+        total = len(expr.t)
+        shown = SPoly(dict(list(expr.t.items())[:_MAX_TERMS]))
+    e = traced.to_expr(shown)
     legend, subs = {}, {}
     for sym in sorted(e.free_symbols, key=lambda s: s.name):
         if sym.name.startswith("_s"):
@@ -33,7 +40,10 @@ def _readable(expr: Any, traced: Traced) -> tuple[str, dict[str, str]]:
             new = sp.Symbol(f"u_{{{k}}}")
             subs[sym] = new
             legend[f"u_{{{k}}}"] = traced.meaning.get(sym.name, "?")
-    return sp.latex(e.xreplace(subs)), legend
+    latex = sp.latex(e.xreplace(subs))
+    if total is not None:
+        latex += rf" + \ldots\ \text{{({total - _MAX_TERMS} more of {total} terms)}}"
+    return latex, legend
 
 
 def _instance(prop: Property, block: SymbolicBlock) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import sympy as sp
-from sympy.polys.rings import PolyRing
+
+from verify.polynomial import SPoly, to_ring
 
 Row = dict  # sparse Jacobian row: column index -> scalar
 
@@ -91,59 +92,69 @@ class _Collect(_Backend):
 
 
 class _Ring(_Backend):
-    def __init__(self, ring: PolyRing, names: dict[str, int]) -> None:
-        self.ring = ring
-        self.zero, self.one = ring.zero, ring.one
+    """Exact backend: sparse polynomials over QQ (see verify.polynomial)."""
+
+    def __init__(self, symbols: Sequence[sp.Symbol], names: dict[str, int]) -> None:
+        self.symbols = list(symbols)
+        self.gens = [SPoly.gen(i) for i in range(len(symbols))]
+        self.zero, self.one = SPoly(), SPoly.const(1)
         self.names = names  # parameter name -> generator index
-        self.pool = list(ring.gens[len(names):])  # generators for abstract-function symbols
-        self.meaning: dict[Any, str] = {}  # generator -> what it stands for (for reports)
+        self.pool = list(range(len(names), len(symbols)))  # generators for abstract-function symbols
+        self.meaning: dict[int, tuple[str, Any]] = {}  # generator index -> (label, argument), for reports
         self.cache: dict[tuple, Any] = {}
         self.relations: list[Any] = []  # polynomials known to vanish (a Gröbner basis: disjoint leading terms)
 
-    def _take(self, label: str) -> Any:
+    def _take(self, label: str, arg: Any = None) -> Any:
         if not self.pool:
             raise RuntimeError("symbolic backend ran out of generators; the block is not deterministic")
-        g = self.pool.pop(0)
-        self.meaning[g] = label
-        return g
+        i = self.pool.pop(0)
+        # printing the argument is costly; it is done only for residuals that are shown
+        self.meaning[i] = (label, arg)
+        return self.gens[i]
+
+    def describe(self, i: int) -> str:
+        label, arg = self.meaning[i]
+        if arg is None:
+            return label
+        if isinstance(arg, tuple):
+            shown = ", ".join(str(a.as_expr(self.symbols)) for a in arg)
+        else:
+            shown = str(arg.as_expr(self.symbols))
+        return label.replace("@", shown)
 
     def const(self, value: sp.Rational) -> Any:
-        return self.ring(sp.Rational(value))
+        return SPoly.const(sp.Rational(value))
 
     def param(self, name: str) -> Any:
-        return self.ring.gens[self.names[name]]
+        return self.gens[self.names[name]]
 
     def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
         key = ("apply", fname, arg)
         if key not in self.cache:
-            shown = arg.as_expr()
-            self.cache[key] = (
-                self._take(f"{fname}({shown})"),
-                self._take(f"{fname}'({shown})"),
-            )
+            self.cache[key] = (self._take(f"{fname}(@)", arg), self._take(f"{fname}'(@)", arg))
         return self.cache[key]
 
     def exp(self, arg: Any) -> Any:
         key = ("exp", arg)
         if key not in self.cache:
-            self.cache[key] = self._take(f"exp({arg.as_expr()})")
+            self.cache[key] = self._take("exp(@)", arg)
             mirror = self.cache.get(("exp", -arg))
             if mirror is not None:
                 # exp(a)·exp(−a) = 1 is the one identity of exp that layer inverses rely on
-                self.relations.append(self.cache[key] * mirror - self.ring.one)
+                self.relations.append(self.cache[key] * mirror - self.one)
         return self.cache[key]
 
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         key = ("grad", fname, *args)
         if key not in self.cache:
             k = len(args)
-            at = ", ".join(str(a.as_expr()) for a in args)
-            grad = [self._take(f"∂_{i}{fname}({at})") for i in range(k)]
+            at = tuple(args)
+            grad = [self._take(f"∂_{i}{fname}(@)", at) for i in range(k)]
             hess: list[list[Any]] = [[None] * k for _ in range(k)]
             for i in range(k):
                 for j in range(i, k):
                     # one symbol for ∂_i∂_j V and ∂_j∂_i V: the Hessian of a C² potential is symmetric
-                    hess[i][j] = hess[j][i] = self._take(f"∂_{i}∂_{j}{fname}({at})")
+                    hess[i][j] = hess[j][i] = self._take(f"∂_{i}∂_{j}{fname}(@)", at)
             self.cache[key] = (grad, hess)
         return self.cache[key]
 
@@ -393,7 +404,15 @@ class Traced:
     def reduce(self, value: Any) -> Any:
         """An exact residual modulo the identities of the abstract functions (e.g. exp(a)exp(−a) = 1)."""
         relations = getattr(self.backend, "relations", None)
-        return value.rem(relations) if relations else value
+        if not relations or not isinstance(value, SPoly):
+            return value
+        _, (v, *rels) = to_ring([value, *relations], self.backend.symbols)
+        return v.rem(rels)
+
+    def to_expr(self, value: Any) -> sp.Expr:
+        if isinstance(value, SPoly):
+            return value.as_expr(self.backend.symbols)
+        return value.as_expr() if hasattr(value, "as_expr") else sp.sympify(value)
 
 
 def _dense(rows: list[Row], n: int, zero: Any) -> list[list[Any]]:
@@ -423,32 +442,71 @@ def collect(block: SymbolicBlock) -> tuple[list[sp.Expr], list[sp.Expr], _Collec
     return x.vals, y.vals, backend
 
 
+class _Fingerprint(_Float):
+    """A float run that only counts the distinct abstract-function applications.
+
+    Arguments equal as polynomials evaluate to equal floats, so counting distinct
+    (rounded) values never undercounts in practice; an overcount only leaves unused
+    generators. This replaces a sympy pass that cost most of a proof's time.
+    """
+
+    jacobian = False
+
+    def __init__(self) -> None:
+        super().__init__(seed=12345)
+        self.keys: set[tuple] = set()
+        self.needed = 0
+
+    def _new(self, key: tuple, count: int) -> None:
+        if key not in self.keys:
+            self.keys.add(key)
+            self.needed += count
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        self._new(("apply", fname, round(arg, 9)), 2)
+        return super().apply(fname, arg)
+
+    def exp(self, arg: Any) -> Any:
+        self._new(("exp", round(arg, 9)), 1)
+        return super().exp(arg)
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        k = len(args)
+        self._new(("grad", fname, tuple(round(a, 9) for a in args)), k + k * (k + 1) // 2)
+        return super().gradient(fname, args)
+
+
 def trace_exact(block: SymbolicBlock) -> Traced:
     """The block over QQ[parameters, abstract-function symbols], with its exact Jacobian."""
-    _, _, inventory = collect(block)
-    names = list(inventory.params)
-    n_opaque = 0
-    for kind, _, meaning in inventory.opaque.values():
-        if kind == "apply":
-            n_opaque += 2
-        elif kind == "exp":
-            n_opaque += 1
-        else:
-            k = len(meaning.args)
-            n_opaque += k + k * (k + 1) // 2
+    inventory = _Fingerprint()
+    _run(block, inventory, with_inverse=True)
+    names = list(inventory.values)
+    n_opaque = inventory.needed
     symbols = [sp.Symbol(nm) for nm in names] + [sp.Symbol(f"_s{i}") for i in range(n_opaque)]
-    ring = PolyRing(symbols, sp.QQ, sp.polys.orderings.lex)
-    backend = _Ring(ring, {nm: i for i, nm in enumerate(names)})
+    backend = _Ring(symbols, {nm: i for i, nm in enumerate(names)})
     _, x, y, back = _run(block, backend, with_inverse=True)
     traced = Traced(
         inputs=x.vals,
         outputs=y.vals,
-        jacobian=_dense(y.jac, block.dim, ring.zero),
+        jacobian=_dense(y.jac, block.dim, backend.zero),
         backend=backend,
         inverse_of_outputs=None if back is None else back.vals,
     )
-    traced.meaning = {str(g.as_expr()): label for g, label in backend.meaning.items()}
+    traced.meaning = _LazyMeaning(backend)
     return traced
+
+
+class _LazyMeaning(dict):
+    """Generator name -> what it stands for, printed on first use."""
+
+    def __init__(self, backend: _Ring) -> None:
+        super().__init__()
+        self._by_name = {backend.symbols[i].name: i for i in backend.meaning}
+        self._backend = backend
+
+    def get(self, name: str, default: Any = None) -> Any:
+        g = self._by_name.get(name)
+        return default if g is None else self._backend.describe(g)
 
 
 def trace_float(block: SymbolicBlock, seed: int, x: Sequence[float] | None = None) -> Traced:
