@@ -41,13 +41,17 @@ def names() -> list[str]:
     return list(_FACTORIES)
 
 
-@lru_cache(maxsize=None)
 def get(name: str) -> Scheme:
-    """Scheme by (case/punctuation-insensitive) name or alias."""
+    """Scheme by (case/punctuation-insensitive) name or alias; built once and shared."""
     key = _key(name)
     if key not in _ALIASES:
         raise SchemeError(f"unknown scheme {name!r}; known: {', '.join(names())}")
-    return _FACTORIES[_ALIASES[key]]()
+    return _build(_ALIASES[key])
+
+
+@lru_cache(maxsize=None)
+def _build(canonical: str) -> Scheme:
+    return _FACTORIES[canonical]()
 
 
 # ---------------------------------------------------------------------------
