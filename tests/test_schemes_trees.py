@@ -44,3 +44,20 @@ def test_condition_residuals_in_surd_field_are_exact():
     res = order_conditions(C.get("gauss-legendre-3"), 7)
     assert all(r.holds for r in res if r.order <= 6)
     assert not all(r.holds for r in res if r.order == 7)
+
+
+def test_exact_order_checks_are_fast():
+    # generous multiples of the bench.py targets so the test is robust on slow CI machines
+    import time
+
+    from verify.schemes import order, symplectic
+
+    t0 = time.perf_counter()
+    assert len(order_conditions(C._FACTORIES["rk4"](), 10)) == 1205
+    assert time.perf_counter() - t0 < 2.5
+    t0 = time.perf_counter()
+    assert symplectic(C._FACTORIES["gauss-legendre-4"]()).holds is True
+    assert time.perf_counter() - t0 < 5.0
+    t0 = time.perf_counter()
+    assert order(C._FACTORIES["dormand-prince-5"]()).value == 5
+    assert time.perf_counter() - t0 < 0.5

@@ -223,7 +223,15 @@ class NumberField:
 
         x = sp.Dummy("x")
         self.generators = tuple(generators)
-        minpoly, coeffs, reps = primitive_element(list(self.generators), x, ex=True)
+        g0 = self.generators[0]
+        if (len(self.generators) == 1 and g0.is_Pow and g0.base.is_Rational and g0.base > 0
+                and g0.exp in (sp.Rational(1, 2), sp.Rational(1, 3))):
+            # a single square or cube root r^(1/n): sympy has already extracted perfect powers from r,
+            # so x^n - r is irreducible and is the minimal polynomial -- no primitive-element search
+            n_ = int(1 / g0.exp)
+            minpoly, coeffs, reps = x ** n_ - g0.base, [1], [[1, 0]]
+        else:
+            minpoly, coeffs, reps = primitive_element(list(self.generators), x, ex=True)
         mp = sp.Poly(minpoly, x, domain=sp.QQ)
         mp_coeffs = [Fraction(int(sp.Rational(cf).p), int(sp.Rational(cf).q)) for cf in mp.all_coeffs()]
         # clear denominators, then scale phi -> lc * phi to make the minpoly monic integral
