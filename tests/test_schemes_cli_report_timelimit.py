@@ -114,3 +114,10 @@ def test_property_reports_undecided_on_timeout():
     f = order(C.get("gauss-legendre-4"), max_order=10, limit=1e-3)
     assert isinstance(f, Finding)
     assert f.status == "undecided" and f.holds is None and "time limit" in f.derivation
+
+
+def test_cli_rejects_float_layer():
+    code, _, err = _run(["scheme", "forward-euler", "--layer", "[[-0.5]]"])
+    assert code == 2 and "W[0][0]" in err
+    code, _, err = _run(["scheme", "forward-euler", "--layer", "[[1, 2]]"])
+    assert code == 2 and "square" in err

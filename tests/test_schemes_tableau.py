@@ -59,7 +59,14 @@ def test_sympy_float_inside_expression_is_refused():
 
 def test_symbols_are_refused():
     with pytest.raises(SchemeError, match="symbols"):
+        ButcherTableau([[sp.Symbol("x")]], [1])
+    with pytest.raises(SchemeError, match="not a plain exact number"):
         ButcherTableau([["x"]], [1])
+
+
+def test_transcendental_coefficients_are_refused():
+    with pytest.raises(SchemeError, match="algebraic"):
+        ButcherTableau([[sp.pi / 4]], [1], name="pi-method")
 
 
 def test_from_floats_converts_only_within_tolerance_and_records_it():
@@ -137,3 +144,10 @@ def test_catalogue_has_at_least_30_named_schemes_and_aliases():
     assert C.get("RK4") is C.get("rk44")
     with pytest.raises(SchemeError, match="unknown scheme"):
         C.get("no-such-method")
+
+
+def test_strings_cannot_execute_code():
+    for evil in ["__import__('os').system('true')", "(1).__class__", "exec('1')", "open('x')"]:
+        with pytest.raises(SchemeError, match="not a plain exact number"):
+            ButcherTableau([[evil]], [1])
+    assert ButcherTableau([["cbrt(2) - cbrt(2)"]], ["2^0"]).b == (1,)

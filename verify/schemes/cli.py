@@ -14,7 +14,7 @@ from typing import Optional, Sequence, TextIO
 
 from . import catalogue
 from .exact import SchemeError
-from .properties import DEFAULT_LIMIT, Finding, analyse, max_stable_step
+from .properties import DEFAULT_LIMIT, Finding, analyse, layer_matrix, max_stable_step
 from .tableau import ButcherTableau, Scheme
 
 
@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout, err: Te
         return 2
     try:
         scheme: Scheme = _load_file(args.file) if args.file else catalogue.get(args.name)
-        W = json.loads(args.layer) if args.layer else None
+        W = layer_matrix(json.loads(args.layer)) if args.layer else None
     except SchemeError as exc:
         print(f"verify scheme: error: {exc}", file=err)
         return 2
@@ -91,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout, err: Te
     print("", file=out)
     findings = analyse(scheme, limit=args.time_limit)
     if W is not None:
-        findings.append(max_stable_step(scheme, W, limit=args.time_limit))
+        findings.append(max_stable_step(scheme, W.tolist(), limit=args.time_limit))
     for f in findings:
         print(format_finding(f), file=out)
     if args.report:

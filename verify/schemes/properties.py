@@ -62,6 +62,9 @@ def _run(name: str, compute: Callable[[], tuple], limit: float) -> Finding:
         ok, out = run_with_time_limit(compute, limit)
     except SchemeError as exc:
         return Finding(name, None, None, f"not decided: {exc}", time.perf_counter() - t0, "undecided")
+    except Exception as exc:  # noqa: BLE001 - one failing property must not abort a whole analysis
+        return Finding(name, None, None, f"not decided: internal error {type(exc).__name__}: {exc}",
+                       time.perf_counter() - t0, "undecided")
     dt = time.perf_counter() - t0
     if not ok:
         return Finding(name, None, None, f"time limit of {limit:g} s exceeded; no verdict", dt, "undecided")
@@ -497,8 +500,9 @@ def symmetric(scheme: Scheme, limit: float = DEFAULT_LIMIT) -> Finding:
         return _run("symmetric", lambda: _splitting_symmetric(scheme), limit)
 
     def compute() -> tuple:
-        g = scheme.gammas
-        pal = all(sp.simplify(g[i] - g[-1 - i]) == 0 for i in range(len(g)))
+        Fg = field_for(list(scheme.gammas))
+        g = [Fg.convert(x) for x in scheme.gammas]
+        pal = all(not (g[i] - g[-1 - i]) for i in range(len(g)))
         if pal:
             base = symmetric(scheme.base, limit)
             if base.holds:
@@ -513,7 +517,8 @@ def symmetric(scheme: Scheme, limit: float = DEFAULT_LIMIT) -> Finding:
 
 def _splitting_symmetric(s: Splitting) -> tuple:
     m = s.merged()
-    if all(m[i][0] == m[-1 - i][0] and sp.simplify(m[i][1] - m[-1 - i][1]) == 0 for i in range(len(m))):
+    Fm = field_for([a for _, a in m])
+    if all(m[i][0] == m[-1 - i][0] and not (Fm.convert(m[i][1]) - Fm.convert(m[-1 - i][1])) for i in range(len(m))):
         return _verdict("symmetric", True, "after merging adjacent flows of the same part the sequence is "
                                            "palindromic; exact flows are symmetric, so the adjoint (the reversed "
                                            "product) equals the method")
@@ -700,6 +705,19 @@ def imaginary_stability_interval(scheme: Scheme, limit: float = DEFAULT_LIMIT) -
     return _interval_finding("imaginary stability interval", fn, limit, "|R(iy)| <= 1 iff E(y) >= 0")
 
 
+def layer_matrix(W: Any) -> sp.Matrix:
+    """Exact square matrix from nested lists (ints, Fractions, sympy numbers, strings like '1/3')."""
+    from .tableau import exact_number
+
+    try:
+        rows = [list(r) for r in W]
+    except TypeError as exc:
+        raise SchemeError("W must be a square matrix given as a list of rows") from exc
+    if not rows or any(len(r) != len(rows) for r in rows):
+        raise SchemeError(f"W must be a non-empty square matrix, got row lengths {[len(r) for r in rows]}")
+    return sp.Matrix([[exact_number(v, f"W[{i}][{j}]") for j, v in enumerate(r)] for i, r in enumerate(rows)])
+
+
 def max_stable_step(scheme: Scheme, W: Any, limit: float = DEFAULT_LIMIT) -> Finding:
     """Largest h with |R(h' lambda)| <= 1 for all 0 <= h' <= h and all eigenvalues lambda of W.
 
@@ -714,12 +732,7 @@ def max_stable_step(scheme: Scheme, W: Any, limit: float = DEFAULT_LIMIT) -> Fin
         Pp, Q = _stability_polys(t)
         p = [Ft.to_sympy(v) for v in Pp]
         q = [Ft.to_sympy(v) for v in Q]
-        try:
-            Wm = sp.Matrix([[sp.nsimplify(v) if isinstance(v, str) else v for v in row] for row in W])
-        except Exception as exc:  # noqa: BLE001
-            raise SchemeError(f"W is not a matrix of exact numbers: {exc}")
-        if Wm.atoms(sp.Float):
-            raise SchemeError("W contains floats; pass exact entries (ints, Rationals or strings like '1/3')")
+        Wm = layer_matrix(W)
         best: Optional[sp.Expr] = None
         best_num = float("inf")
         lines = []

@@ -16,6 +16,8 @@ literature means; :meth:`ButcherTableau.from_floats` converts them with
 from __future__ import annotations
 
 import numbers
+import re
+import string
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -23,7 +25,7 @@ from typing import Any, Optional, Sequence, Union
 
 import sympy as sp
 
-from .exact import Elem, Field, SchemeError, field_for
+from .exact import Elem, Field, SchemeError, algebraic_atoms, field_for
 
 __all__ = [
     "SchemeError",
@@ -45,6 +47,9 @@ def _float_hint(value: float) -> str:
         return f"pass the integer {q.p}"
     except Exception:  # pragma: no cover - nsimplify failure only changes the hint
         return "pass a sympy.Rational or a string such as '1/3'"
+
+
+_ALLOWED_NAMES = {"sqrt", "cbrt", "root", "Rational", "I"}
 
 
 def exact_number(value: Any, where: str = "coefficient") -> sp.Expr:
@@ -69,6 +74,13 @@ def exact_number(value: Any, where: str = "coefficient") -> sp.Expr:
         )
     if isinstance(value, str):
         text = value.strip()
+        # sympify evaluates Python code: only plain arithmetic on numbers and a few radical functions
+        # may reach it, so tableau files from elsewhere cannot run code
+        bad_chars = set(text) - set("0123456789+-*/()., ^\t" + string.ascii_letters)
+        names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) - _ALLOWED_NAMES
+        if bad_chars or names or "_" in text:
+            raise SchemeError(f"{where} = {value!r} is not a plain exact number; allowed are integers, "
+                              f"fractions, exact decimals, + - * / ^ ( ) and {sorted(_ALLOWED_NAMES)}")
         try:
             expr = sp.sympify(text, rational=True)
         except (sp.SympifyError, SyntaxError, TypeError) as exc:
@@ -88,6 +100,10 @@ def exact_number(value: Any, where: str = "coefficient") -> sp.Expr:
             )
         if not expr.is_number:
             raise SchemeError(f"{where} = {value} is not a number")
+        try:
+            algebraic_atoms([expr])
+        except SchemeError as exc:
+            raise SchemeError(f"{where} = {value}: {exc}; exact decisions need algebraic coefficients") from exc
         return expr
     raise SchemeError(f"{where} = {value!r} has unsupported type {type(value).__name__}; "
                       f"expected int, Fraction, sympy number or a string like '1/3'")
