@@ -1,4 +1,22 @@
-"""Exact calculus of time-discretisation schemes (Runge--Kutta, partitioned RK, compositions)."""
+"""Exact calculus of time-discretisation schemes (Runge--Kutta, partitioned RK, compositions).
+
+Schemes (immutable, exact, validated on construction):
+    ButcherTableau(A, b, c=None, name=..., b_embedded=None)   # also .from_floats(..., tolerance=...)
+    PartitionedTableau(first, second, name=...)
+    Splitting([(part, coefficient), ...], name=..., parts=2)
+    Composition(base, gammas, name=...)                        # .flatten() -> one method
+    catalogue.get(name), catalogue.names(), catalogue.LITERATURE
+
+Properties, each a :class:`Finding` (name, value, holds, derivation, seconds, status):
+    order, separable_order, embedded_order, composition_conditions, stage_order,
+    symplectic, symmetric, quadratic_invariants, stability_function, a_stable,
+    l_stable, algebraically_stable, real_stability_interval,
+    imaginary_stability_interval, max_stable_step(scheme, W), analyse(scheme)
+
+Coefficients are handled in Q (Fractions, scaled to integers in the tree
+recursion) or in a number field Q(phi) with integer-vector elements, so every
+zero test and sign decision is exact; sympy steps run under a time limit.
+"""
 
 from .exact import SchemeError
 from .properties import (

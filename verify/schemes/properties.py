@@ -553,15 +553,11 @@ def _charpoly_reversed(M: list[list[Elem]], F: Field) -> list[Elem]:
     return P.trim(list(reversed(c)))
 
 
-_STAB_CACHE: dict[int, tuple] = {}
-
-
 def _stability_polys(t: ButcherTableau) -> tuple[list[Elem], list[Elem]]:
     """Reduced P, Q with R = P/Q and Q(0) = 1."""
-    key = id(t)
-    hit = _STAB_CACHE.get(key)
-    if hit is not None and hit[0] is t:
-        return hit[1], hit[2]
+    hit = t.__dict__.get("_stability_polys")  # cached on the (frozen) instance itself
+    if hit is not None:
+        return hit
     F = t.field
     A, b, _ = t.exact
     s = t.stages
@@ -575,7 +571,7 @@ def _stability_polys(t: ButcherTableau) -> tuple[list[Elem], list[Elem]]:
     q0 = Q[0]
     Pp = P.scale(Pp, F.one / q0)
     Q = P.scale(Q, F.one / q0)
-    _STAB_CACHE[key] = (t, Pp, Q)
+    t.__dict__["_stability_polys"] = (Pp, Q)
     return Pp, Q
 
 

@@ -462,11 +462,15 @@ class Composition:
             rf"\quad(\Phi = \text{{{self.base.name}}})"
 
     def flatten(self) -> "Union[ButcherTableau, PartitionedTableau, Splitting]":
-        """The composition written as one method of the base's kind.
+        """The composition written as one method of the base's kind (built once).
 
         A composition of RK steps is again an RK method: block (k, k) of the big
         A is gamma_k A, block (k, l) for l < k is gamma_l 1 b^T, b = (gamma_k b)_k.
         """
+        return self._flat
+
+    @cached_property
+    def _flat(self) -> "Union[ButcherTableau, PartitionedTableau, Splitting]":
         base = self.base.flatten() if isinstance(self.base, Composition) else self.base
         gs = self.gammas
         if isinstance(base, Splitting):
