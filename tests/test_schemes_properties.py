@@ -183,3 +183,21 @@ def test_analyse_reports_every_property_with_derivation_and_timing():
         assert needed in names
     assert all(f.derivation and f.seconds >= 0 and f.status in ("proved", "refuted", "undecided")
                for f in findings)
+
+
+def test_headline_facts_from_the_issue():
+    for s in range(1, 5):
+        g = C.get(f"gauss-legendre-{s}")
+        assert order(g).value == 2 * s
+        assert symplectic(g).holds is True
+        assert a_stable(g).holds is True
+        assert symmetric(g).holds is True
+    rk4 = C.get("rk4")
+    assert symplectic(rk4).holds is False and symplectic(rk4).status == "refuted"
+    assert a_stable(rk4).holds is False
+    sv = C.get("stormer-verlet")
+    assert symplectic(sv).holds is True and symmetric(sv).holds is True and order(sv).value == 2
+    for name in ["radau-ia-2", "radau-ia-3", "radau-iia-2", "radau-iia-3"]:
+        s = C.get(name)
+        assert order(s).value == 2 * s.stages - 1
+        assert l_stable(s).holds is True and algebraically_stable(s).holds is True
