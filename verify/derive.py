@@ -56,7 +56,7 @@ def _instance(prop: Property, block: SymbolicBlock) -> dict[str, Any]:
             params = float_parameters(t)
             best = {
                 "activation": "tanh (any abstract σ is replaced by tanh)",
-                "potential": "V(u) = log cosh(r·u) − ½ Σ cos u_i (abstract potentials)",
+                "potential": "V(u) = log cosh(r·u) + ½ Σ cos u_i (abstract potentials)",
                 "x": [params.pop(f"x_{i}") for i in range(block.dim)],
                 "parameters": params,
                 "residual": r,

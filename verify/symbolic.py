@@ -160,10 +160,11 @@ class _Ring(_Backend):
 
 
 class _Float(_Backend):
-    """Concrete instance: σ = tanh, V(u) = log cosh(r·u) − ½ Σ cos(u_i) ... with seeded parameters."""
+    """Concrete instance: σ = tanh (and "dsigma" = 1 − tanh²), V(u) = log cosh(r·u) + ½ Σ cos(u_i), seeded parameters."""
 
     def __init__(self, seed: int, scale: float = 1.0) -> None:
         self.zero, self.one = 0.0, 1.0
+        self.seed = seed
         self.rng = random.Random(seed)
         self.scale = scale
         self.values: dict[str, float] = {}
@@ -174,11 +175,14 @@ class _Float(_Backend):
 
     def param(self, name: str) -> Any:
         if name not in self.values:
-            self.values[name] = round(self.rng.gauss(0.0, self.scale), 3)
+            # drawn from (seed, name) alone, so fixing some values (the input x) leaves the others unchanged
+            self.values[name] = round(random.Random(f"{self.seed}:{name}").gauss(0.0, self.scale), 3)
         return self.values[name]
 
     def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
         t = math.tanh(arg)
+        if fname == "dsigma":  # a layer that uses σ' of its activation (a closed-form gradient)
+            return 1.0 - t * t, -2.0 * t * (1.0 - t * t)
         return t, 1.0 - t * t
 
     def exp(self, arg: Any) -> Any:

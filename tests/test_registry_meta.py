@@ -1,0 +1,42 @@
+"""Every registered architecture is tested, reported and documented."""
+import json
+from pathlib import Path
+
+from verify.registry import all_architectures
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_architecture_is_tested_by_the_plugin():
+    from verify import pytest_plugin
+
+    source = (ROOT / "tests" / "test_registered_claims.py").read_text()
+    assert "registered_claim" in source and hasattr(pytest_plugin, "pytest_generate_tests")
+    for arch in all_architectures():
+        assert arch.claims, arch.name
+        assert arch.task is not None, f"{arch.name} has no training task"
+
+
+def test_every_architecture_has_a_committed_report_with_its_claims():
+    for arch in all_architectures():
+        if arch.origin.startswith(("tests.", "test_", "user_layers")):
+            continue
+        data = json.loads((ROOT / "reports" / arch.name / "report.json").read_text())
+        assert [c["property"] for c in data["claims"]] == [c.name for c in arch.claims], arch.name
+        assert data["passed_as_expected"], f"the committed report of {arch.name} is not as expected"
+        assert (ROOT / "reports" / arch.name / "README.md").is_file()
+
+
+def test_every_architecture_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    for arch in all_architectures():
+        assert f"`{arch.name}`" in readme, f"README.md does not mention `{arch.name}`"
+
+
+def test_controls_declare_why_their_claims_are_false():
+    controls = [a for a in all_architectures() if a.is_control]
+    assert len(controls) >= 4
+    for arch in controls:
+        for claim in arch.claims:
+            if not claim.expected:
+                assert len(claim.reason) > 10
