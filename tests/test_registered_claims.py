@@ -23,5 +23,8 @@ def test_symplectic_family_is_proved_after_training(registered_claim):
         assert claim.numeric.verdict.value == "violated", claim.numeric.summary
         assert claim.numeric.classification == "structural"
         assert claim.numeric.counterexample is not None, "hypothesis should have shrunk a counterexample"
-        assert claim.numeric.counterexample_defect > claim.numeric.tolerance
+        # a structural defect below float32 resolution is shrunk on the float64 copy, against its tolerance
+        in64 = claim.numeric.search["counterexample_dtype"] == "float64"
+        limit = claim.numeric.tolerance_float64 if in64 else claim.numeric.tolerance
+        assert claim.numeric.counterexample_defect > limit
     assert result.trained is not None and result.trained.test_loss < 1e-2, "the model should have learned its task"

@@ -11,7 +11,7 @@ import sympy
 import torch
 
 from verify.claims import Claim, as_claim
-from verify.derive import DEFAULT_TIME_LIMIT, block_latex, derive
+from verify.derive import DEFAULT_TIME_LIMIT, block_latex, derive, derive_scheme
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Note, Verdict, combine
 from verify.numeric import SearchSpace, measure
@@ -157,7 +157,15 @@ def check(
         space = SearchSpace(task.low, task.high) if task else SearchSpace([-1.0] * dim, [1.0] * dim)
 
     for claim in claim_list:
-        sym = derive(claim.property, blocks, time_limit) if symbolic else None
+        sym = None
+        if symbolic:
+            if arch is not None and arch.scheme is not None:
+                sym = derive_scheme(claim.property, arch.scheme, time_limit)
+            if sym is None and hasattr(claim.property, "derive_trained") and model is not None:
+                # exact decisions that need the trained weights (e.g. the largest stable step of a linear layer)
+                sym = claim.property.derive_trained(model, time_limit)
+            if sym is None:
+                sym = derive(claim.property, blocks, time_limit)
         num: Evidence | None = None
         if numeric:
             if model is None:

@@ -19,6 +19,19 @@ from verify.errors import VerifyError
 DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
+def threads() -> None:
+    """One intra-op thread unless VERIFY_THREADS says otherwise.
+
+    The models here are small: with two threads on a two-core machine a training step
+    was measured 10-15× slower than with one (synchronisation dominates tiny kernels).
+    """
+    import os
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("VERIFY_THREADS", "1")))
+
+
 def _load_plugins(mods: list[str] | None) -> None:
     for m in mods or []:
         importlib.import_module(m)
@@ -107,6 +120,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         results.append(result)
         if not args.quiet:
             tqdm.write(_table(result))
+    if not args.names:
+        write_scheme_pages(out, args.quiet)
     extra = []
     if (out / "benchmarks.md").is_file():
         extra.append("Benchmarks: [benchmarks.md](benchmarks.md).")
@@ -121,6 +136,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"{len(results)} architectures reported in {total:.1f} s under {out}: "
           + ("everything as expected" if ok else "SOME RESULTS NOT AS EXPECTED"))
     return 0 if ok else 1
+
+
+def _scheme_main(rest: list[str]) -> int:
+    from verify.schemes import cli as scheme_cli
+
+    return scheme_cli.main(rest)
+
+
+def write_scheme_pages(out: Path, quiet: bool) -> int:
+    """A page per catalogued scheme (tableau, every property with its derivation, stability plot)."""
+    from tqdm.auto import tqdm
+
+    from verify.schemes import catalogue
+    from verify.schemes.report import write_scheme_page
+
+    folder = out / "schemes"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = catalogue.names()
+    lines = ["# Schemes", "", "Exact analysis of every catalogued scheme (`verify scheme NAME`).", ""]
+    for name in tqdm(names, desc="scheme pages", disable=quiet):
+        page = write_scheme_page(catalogue.get(name), folder)
+        lines.append(f"- [{name}]({page.name})")
+    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    return len(names)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -175,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check_options(p, "full")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("scheme", help="exact order, symplecticity and stability of a scheme (verify scheme --help)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _scheme_main(a.rest))
+
     p = sub.add_parser("bench", help="measure the speed figures and write reports/benchmarks.md")
     p.add_argument("--out", default=str(DEFAULT_REPORTS))
     p.add_argument("--quick", action="store_true", help="smaller sizes (for tests)")
@@ -184,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["scheme"]:  # its own parser: `verify scheme --help` shows the scheme options
+        return _scheme_main(argv[1:])
     args = parser.parse_args(argv)
+    threads()
     try:
         _load_plugins(args.plugin)
         return args.func(args)

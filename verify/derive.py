@@ -134,3 +134,69 @@ def block_latex(block: SymbolicBlock) -> str:
     """The block's map as LaTeX: output vector in terms of the input x."""
     x, y, _ = collect(block)
     return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))
+
+
+SCHEME_LEMMA = (
+    r"\text{A symplectic (partitioned) Runge–Kutta method, or a composition of exact flows of Hamiltonians, applied to a"
+    r" Hamiltonian field } X_H = \Omega^{-1}\nabla H \text{ gives a symplectic map (Hairer–Lubich–Wanner VI.4.3, VI.3);"
+    r" the network's field is Hamiltonian by construction (a learned } H = T(p) + V(q)\text{)}"
+)
+
+
+def _pendulum_instance(scheme_name: str) -> dict[str, Any]:
+    """The scheme applied to the pendulum H = p²/2 − cos q, h = 0.1, at x = (1, 0): its JᵀΩJ − Ω in float64."""
+    import torch
+
+    from models.scheme_nets import rk_step, scheme_plan
+
+    kind, plan = scheme_plan(scheme_name)
+    h = 0.1
+
+    def field(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x[1], -torch.sin(x[0])])
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        if kind == "rk":
+            return rk_step(field, x, h, *plan)
+        q, p = x[0], x[1]
+        for op, a in plan:
+            if op == 0:
+                p = p - a * h * torch.sin(q)
+            else:
+                q = q + a * h * p
+        return torch.stack([q, p])
+
+    x0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(step, x0)
+    om = torch.tensor([[0.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    return {"activation": "pendulum H = p²/2 − cos q, h = 0.1", "x": [1.0, 0.0], "parameters": {},
+            "residual": float((J.T @ om @ J - om).abs().max()), "seed": 0}
+
+
+def derive_scheme(prop: Property, scheme_name: str, time_limit: float = DEFAULT_TIME_LIMIT) -> Evidence | None:
+    """Symplecticity of a network that is one step of a catalogued scheme, derived from the scheme's exact tableau."""
+    from properties.symplectic import Symplectic
+    from verify.schemes import catalogue
+    from verify.schemes.properties import symplectic
+
+    if not isinstance(prop, Symplectic):
+        return None
+    start = time.perf_counter()
+    finding = symplectic(catalogue.get(scheme_name), limit=time_limit)
+    seconds = time.perf_counter() - start
+    obligation = r"b_i a_{ij} + b_j a_{ji} - b_i b_j = 0 \ \forall i,j \text{ (or: every factor an exact Hamiltonian flow)}"
+    if finding.status == "undecided":
+        return Failure(stage="symbolic", verdict=Verdict.UNDECIDED, seconds=seconds, summary=finding.derivation,
+                       expected="a decided symplecticity condition", fix="raise the time limit")
+    if finding.holds:
+        block = BlockResult(f"scheme {scheme_name}", Verdict.PROVED, obligation, "0", seconds, message=finding.derivation)
+        return Proof(stage="symbolic", verdict=Verdict.PROVED, seconds=seconds, statement=prop.statement,
+                     lemma=SCHEME_LEMMA, blocks=[block],
+                     summary=f"the scheme {scheme_name} is symplectic ({finding.derivation[:160]}); "
+                             "applied to a Hamiltonian field it gives a symplectic map for any H and h")
+    instance = _pendulum_instance(scheme_name)
+    block = BlockResult(f"scheme {scheme_name}", Verdict.VIOLATED, obligation, finding.derivation, seconds,
+                        instance=instance, message=finding.derivation)
+    return Refutation(stage="symbolic", verdict=Verdict.VIOLATED, seconds=seconds, statement=prop.statement, blocks=[block],
+                      summary=f"the scheme {scheme_name} is not symplectic: {finding.derivation[:160]}; on the pendulum "
+                              f"(h = 0.1, x = (1, 0)) max|JᵀΩJ − Ω| = {instance['residual']:.3g}")

@@ -239,6 +239,12 @@ def measure(
             if extra:
                 d64_extra = _defects(prop, model64, torch.tensor(extra, dtype=torch.float64, device=device))
                 d64 = torch.cat([d64, d64_extra])
+        if d64 is not None and search["counterexample"] is None and float(d64.max()) > tol64.value:
+            # structural, yet below the model dtype's tolerance: shrink a counterexample on the float64 copy
+            search64 = _hypothesis_search(prop, model64, space, tol64.value, seed, max_examples, torch.float64, device)
+            if search64["counterexample"] is not None:
+                search["counterexample"] = search64["counterexample"]
+                search["counterexample_dtype"] = "float64"
     except InputError as exc:
         return Failure(
             stage="numeric", verdict=Verdict.ERROR, summary=str(exc),
@@ -289,6 +295,7 @@ def measure(
         counterexample=None if ce is None else ce[0],
         counterexample_defect=None if ce is None else ce[1],
         search={
+            "counterexample_dtype": search.get("counterexample_dtype", str(dtype).replace("torch.", "")),
             "batch": n_inputs,
             "hypothesis_examples": search["examples"],
             "hypothesis_worst": search["worst"],

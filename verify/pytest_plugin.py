@@ -23,6 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from verify.cli import threads
+
+    threads()
     config.addinivalue_line("markers", "slow: long-running check (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped with a reason when none is present")
 

@@ -48,6 +48,7 @@ class Architecture:
     reference: str = ""
     description: str = ""
     origin: str = ""
+    scheme: str | None = None  # catalogue name of the time-discretisation the network is a step of
 
     @property
     def is_control(self) -> bool:
@@ -101,6 +102,7 @@ def architecture(
     composition: str = "",
     reference: str = "",
     description: str = "",
+    scheme: str | None = None,
 ) -> Callable[[M], M]:
     """Declare a torch module class as an architecture with typed claims.
 
@@ -120,7 +122,7 @@ def architecture(
         register(Architecture(
             name=name, factory=cls, claims=claim_list, task=task,
             sizes=dict(sizes or {"quick": Size(), "full": Size()}), blocks=blocks,
-            composition=composition, reference=reference, description=description or " ".join(doc.split()),
+            composition=composition, reference=reference, description=description or " ".join(doc.split()), scheme=scheme,
             origin=f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}",
         ))
         return cls

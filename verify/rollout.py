@@ -24,7 +24,7 @@ def rollout(model: torch.nn.Module, task, steps: int = 10_000, keep: int = 2000)
     traj = np.empty((steps + 1, len(task.x0)))
     traj[0] = task.x0
     diverged_at = None
-    with torch.no_grad():
+    with torch.inference_mode():
         for k in range(1, steps + 1):
             x = model(x)
             traj[k] = x[0].double().cpu().numpy()
