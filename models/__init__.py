@@ -3,5 +3,5 @@
 Importing this package registers everything in it.
 """
 from models import tasks  # noqa: F401  (tasks first: architectures name them)
-from models import sympnets, henonnet, hamiltonian_net, scheme_nets  # noqa: F401,I001  (genuine architectures)
+from models import sympnets, henonnet, hamiltonian_net, scheme_nets  # noqa: F401,I001  (scheme_nets has two controls too)
 from models import controls  # noqa: F401  (negative controls)

@@ -9,7 +9,7 @@ from verify.schemes import catalogue as C
 from verify.schemes.cli import main
 from verify.schemes.properties import Finding, order
 from verify.schemes.report import write_scheme_page
-from verify.schemes.timelimit import run_with_time_limit
+from verify.timelimit import run_with_time_limit
 
 
 def _run(argv):

@@ -13,7 +13,7 @@ from verify.errors import SymbolicTimeout
 from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
 from verify.polynomial import SPoly
 from verify.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
-from verify.timelimit import run_with_time_limit
+from verify.timelimit import within_limit
 
 DEFAULT_TIME_LIMIT = 20.0
 _MAX_TERMS = 12
@@ -75,7 +75,7 @@ def prove_block(prop: Property, block: SymbolicBlock, time_limit: float) -> Bloc
         return prop.exact_residual(traced), traced
 
     try:
-        residual, traced = run_with_time_limit(work, time_limit, f"{prop.name} of {block.name}")
+        residual, traced = within_limit(work, time_limit, f"{prop.name} of {block.name}")
     except SymbolicTimeout as exc:
         return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
                            message=str(exc))

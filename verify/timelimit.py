@@ -1,81 +1,111 @@
-"""Run a step under a wall-clock limit, so that sympy never hangs a check.
+"""Run a computation under a wall-clock limit without ever hanging.
 
-sympy is pure Python, so a SIGALRM timer interrupts it between bytecodes. The
-timer only works in the main thread; elsewhere the step runs in a forked child
-that is killed at the limit.
+In the main thread a SIGALRM timer interrupts the computation (nested limits
+are honoured: the innermost deadline that expired is the one reported).  In
+other threads signals cannot be delivered, so the computation runs in a forked
+child whose result comes back through a pipe; the child is terminated when it
+overruns.
 """
+
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
+import multiprocessing
 import signal
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+import time
+from typing import Any, Callable, Tuple
 
-from verify.errors import SymbolicTimeout
-
-T = TypeVar("T")
-
-
-class _Alarm(BaseException):
-    # BaseException so that a broad `except Exception` inside sympy cannot swallow it.
-    pass
+__all__ = ["TimeLimitExceeded", "run_with_time_limit", "within_limit"]
 
 
-def _can_use_alarm() -> bool:
-    return (
-        hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # never clobber an outer timer
-    )
+class TimeLimitExceeded(BaseException):
+    """Raised inside the computation when its time limit expires.
+
+    A BaseException, so that a broad ``except Exception`` inside sympy cannot swallow it.
+    """
 
 
-@contextlib.contextmanager
-def _alarm(seconds: float, step: str) -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
-        raise _Alarm()
+_deadlines: list[float] = []
 
-    previous = signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+def _handler(signum: int, frame: Any) -> None:  # pragma: no cover - timing dependent
+    raise TimeLimitExceeded()
+
+
+def _arm(now: float) -> None:
+    if _deadlines:
+        remaining = min(_deadlines) - now
+        signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-4))
+    else:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:  # pragma: no cover
     try:
-        yield
-    except _Alarm:
-        raise SymbolicTimeout(step, seconds) from None
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _child(conn: Any, fn: Callable[[], Any]) -> None:
-    try:
-        conn.send(("ok", fn()))
-    except BaseException as exc:  # the parent re-raises it
-        conn.send(("err", exc))
+        conn.send(("ok", fn(*args, **kwargs)))
+    except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+        try:
+            conn.send(("err", exc))
+        except Exception:
+            conn.send(("err", RuntimeError(repr(exc))))
     finally:
         conn.close()
 
 
-def run_with_time_limit(fn: Callable[[], T], seconds: float, step: str) -> T:
-    """Return fn() or raise SymbolicTimeout after `seconds` of wall-clock time."""
+def run_with_time_limit(fn: Callable[..., Any], seconds: float, *args: Any,
+                        **kwargs: Any) -> Tuple[bool, Any]:
+    """Return ``(True, fn(*args))`` or ``(False, None)`` if ``seconds`` elapsed.
+
+    Exceptions raised by ``fn`` propagate to the caller.
+    """
     if seconds <= 0:
-        raise SymbolicTimeout(step, seconds)
-    if _can_use_alarm():
-        with _alarm(seconds, step):
-            return fn()
-    if not hasattr(os, "fork"):
-        return fn()  # no way to interrupt; documented limitation on non-POSIX systems
-    ctx = mp.get_context("fork")
+        return False, None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+        now = time.monotonic()
+        mine = now + seconds
+        outermost = not _deadlines
+        previous = signal.signal(signal.SIGALRM, _handler) if outermost else None
+        _deadlines.append(mine)
+        _arm(now)
+        try:
+            return True, fn(*args, **kwargs)
+        except TimeLimitExceeded:
+            # the outer limit may be the one that fired; then let it propagate
+            if time.monotonic() >= mine - 1e-3 or min(_deadlines) == mine:
+                return False, None
+            raise
+        finally:
+            _deadlines.remove(mine)
+            if outermost:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            else:
+                _arm(time.monotonic())
+    ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs), daemon=True)
     proc.start()
     child.close()
-    if not parent.poll(seconds):
-        proc.kill()
-        proc.join()
+    try:
+        if parent.poll(seconds):
+            kind, value = parent.recv()
+            proc.join(1.0)
+            if kind == "err":
+                raise value
+            return True, value
+        return False, None
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
+        parent.close()
+
+
+def within_limit(fn: Callable[[], Any], seconds: float, step: str) -> Any:
+    """fn() or SymbolicTimeout naming the step: the form the symbolic stage uses."""
+    from verify.errors import SymbolicTimeout
+
+    ok, value = run_with_time_limit(fn, seconds)
+    if not ok:
         raise SymbolicTimeout(step, seconds)
-    status, value = parent.recv()
-    proc.join()
-    if status == "err":
-        raise value
     return value

@@ -17,7 +17,7 @@ import sympy as sp
 from . import catalogue as C
 from . import exact, trees
 from .properties import order, order_conditions, symplectic
-from .timelimit import run_with_time_limit
+from verify.timelimit import run_with_time_limit
 
 TARGETS_MS = {
     "gauss3_order": 50.0,

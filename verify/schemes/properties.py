@@ -28,7 +28,7 @@ import sympy as sp
 from . import poly as P
 from .exact import Elem, Field, SchemeError, field_for
 from .tableau import ButcherTableau, Composition, PartitionedTableau, Scheme, Splitting
-from .timelimit import run_with_time_limit
+from verify.timelimit import run_with_time_limit
 from .trees import WeightEvaluator, all_conditions, catalogue, order_from_conditions
 
 Status = Literal["proved", "refuted", "undecided"]
