@@ -21,8 +21,8 @@ class Invertible(Property):
     statement: ClassVar[str] = r"f^{-1}(f(x)) = x \text{ and } f(f^{-1}(y)) = y \quad \forall x, y,\ \forall\theta"
     obligation: ClassVar[str] = r"\ell^{-1}(\ell(x)) - x = 0 \text{ for the inverse the layer implements}"
     lemma: ClassVar[str] = (
-        r"(f\circ g)^{-1} = g^{-1}\circ f^{-1}: a composition of invertible layers is inverted"
-        r" by running the layer inverses in reverse order."
+        r"(f\circ g)^{-1} = g^{-1}\circ f^{-1}"
+        r"\text{: a composition of invertible layers is inverted by running the layer inverses in reverse order.}"
     )
     defect_text: ClassVar[str] = (
         r"\max(\|f^{-1}(f(x))-x\|_\infty, \|f(f^{-1}(x))-x\|_\infty) \,/\,"

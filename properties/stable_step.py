@@ -72,7 +72,7 @@ class StableStep(Property):
     name: ClassVar[str] = "StableStep"
     statement: ClassVar[str] = r"|R(h\lambda)| \le 1 \ \ \forall \lambda \in \operatorname{spec}\partial_x f(x),\ \forall x"
     obligation: ClassVar[str] = r"h \le h_{\max}(W) = \sup\{h: |R(h'\lambda)|\le 1\ \forall h'\le h,\ \lambda\in\operatorname{spec}W\}"
-    lemma: ClassVar[str] = "the same field f and step h are used at every step (weight tying), so one condition covers every layer"
+    lemma: ClassVar[str] = r"\text{the same field } f \text{ and step } h \text{ are used at every step (weight tying), so one condition covers every layer}"
     defect_text: ClassVar[str] = r"\max(0, \max_\lambda |R(h\lambda)| - 1)"
 
     def defects(self, probe: Probe) -> torch.Tensor:

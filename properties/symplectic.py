@@ -55,8 +55,8 @@ class Symplectic(Property):
     statement: ClassVar[str] = r"J_f(x)^\top \Omega\, J_f(x) = \Omega \quad \forall x,\ \forall\theta"
     obligation: ClassVar[str] = r"J_\ell^\top \Omega J_\ell - \Omega = 0,\quad \Omega = \begin{pmatrix}0 & I\\ -I & 0\end{pmatrix},\ x=(q,p)"
     lemma: ClassVar[str] = (
-        r"J_{f\circ g}(x) = J_f(g(x))\,J_g(x) \text{ and } (AB)^\top\Omega(AB) = B^\top(A^\top\Omega A)B = B^\top\Omega B = \Omega:"
-        r" a composition of symplectic layers is symplectic."
+        r"J_{f\circ g}(x) = J_f(g(x))\,J_g(x) \text{ and } (AB)^\top\Omega(AB) = B^\top(A^\top\Omega A)B = B^\top\Omega B = \Omega"
+        r"\text{: a composition of symplectic layers is symplectic.}"
     )
     defect_text: ClassVar[str] = r"\max_{ij}|(J^\top\Omega J-\Omega)_{ij}| \,/\, \max(1,\|J\|_2^2)"
 

@@ -40,8 +40,8 @@ class VolumePreserving(Property):
     statement: ClassVar[str] = r"\det J_f(x) = 1 \quad \forall x,\ \forall\theta"
     obligation: ClassVar[str] = r"\det J_\ell - 1 = 0"
     lemma: ClassVar[str] = (
-        r"\det J_{f\circ g}(x) = \det J_f(g(x))\,\det J_g(x) = 1\cdot 1:"
-        r" a composition of volume-preserving layers preserves volume."
+        r"\det J_{f\circ g}(x) = \det J_f(g(x))\,\det J_g(x) = 1\cdot 1"
+        r"\text{: a composition of volume-preserving layers preserves volume.}"
     )
     defect_text: ClassVar[str] = r"|\det J - 1| \,/\, \max(1, \kappa_2(J))"
 

@@ -125,8 +125,8 @@ def derive(prop: Property, blocks: Sequence[SymbolicBlock], time_limit: float = 
     return Proof(
         stage="symbolic", verdict=Verdict.PROVED, seconds=seconds, statement=prop.statement, lemma=prop.lemma,
         blocks=results,
-        summary=f"every layer type ({names}) satisfies {prop.obligation.split(',')[0]} exactly, for any activation "
-                f"and any parameters; the network follows by composition",
+        summary=f"every layer type ({names}) satisfies the {prop.name} obligation exactly (residual 0) for any "
+                f"activation and any parameters; the network follows by the composition lemma",
     )
 
 

@@ -187,10 +187,10 @@ def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
     lines += [f"Outcome: {status} ({result.seconds:.1f} s).", ""]
     for e in result.errors:
         lines += [f"> error: {e}", ""]
-    lines += ["## Claims", "", "| claim | claimed | verdict | as expected | symbolic | numeric |", "|---|---|---|---|---|---|"]
+    lines += ["## Claims", "", "| claim | claimed | verdict | as expected | symbolic | numeric max defect / tolerance |", "|---|---|---|---|---|---|"]
     for r in result.results:
         num = r.numeric
-        ntext = (f"{_fmt(num.max_defect)} ≤? {_fmt(num.tolerance)}" if isinstance(num, Measurement)
+        ntext = (f"{_fmt(num.max_defect)} / {_fmt(num.tolerance)}" if isinstance(num, Measurement)
                  else (num.verdict.value if num else "—"))
         lines.append(
             f"| {r.claim.name} | {'true' if r.claim.expected else 'falsely'} | **{r.verdict.value}** | "
