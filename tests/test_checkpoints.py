@@ -72,3 +72,13 @@ def test_check_with_broken_checkpoint_reports_error_and_keeps_symbolic(tmp_path)
     for r in result.results:
         assert r.symbolic.verdict.value == "proved"  # the symbolic stage still ran and is kept
         assert r.numeric.verdict.value == "error" and r.verdict.value == "error"
+
+
+def test_report_is_written_even_when_a_stage_failed(tmp_path):
+    from verify.report import write_architecture
+
+    result = check("g-sympnet", checkpoint=tmp_path / "missing", rollout_steps=0)
+    folder = write_architecture(result, tmp_path / "reports")
+    page = (folder / "README.md").read_text()
+    assert "error" in page and "verify train" in page and "proved" in page  # failure named, symbolic kept
+    assert json.loads((folder / "report.json").read_text())["errors"]
