@@ -55,19 +55,22 @@ def _source_coords(M: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _shift_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """out[..., r, j] = x[..., r, j − shift[r]] by band-limited (FFT) interpolation along the last axis, zero-padded."""
+    """out[..., r, j] = x[..., r, j − shift[..., r]] by band-limited (FFT) interpolation along the last axis, zero-padded.
+
+    `shift` is (rows,) or (B, 1, rows) for one shift per image of a batch.
+    """
     W = x.shape[-1]
     Wp = 2 * W + 1  # odd length: no Nyquist bin whose phase would be ambiguous; padding stops wrap-around
     X = torch.fft.fft(torch.nn.functional.pad(x, (0, Wp - W)), dim=-1)
     f = torch.fft.fftfreq(Wp, dtype=torch.float64, device=x.device)
-    phase = torch.exp(-2j * math.pi * f[None, :] * shift[:, None])
+    phase = torch.exp(-2j * math.pi * f * shift[..., None])
     return torch.fft.ifft(X * phase, dim=-1).real[..., :W]
 
 
 def fourier_rotate(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
     """x(R(θ)⁻¹ p) by three FFT shears R(θ) = S_x(−tan θ/2) S_y(sin θ) S_x(−tan θ/2) (Unser, Thévenaz, Yaroslavsky 1995).
 
-    Each shear shifts rows (or columns) by band-limited interpolation, which is exact for
+    θ is a scalar or one angle per image (shape (B,)). Each shear shifts rows (or columns) by band-limited interpolation, which is exact for
     band-limited rows; the error on smooth, centrally windowed images is far below that of
     bicubic interpolation (≈1e-2 at 45°), which is why the checker uses it. Meant for
     |θ| ≤ 45° (larger angles are reduced by exact quarter turns first). Differentiable in θ.
@@ -79,6 +82,8 @@ def fourier_rotate(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor
     size = size0 + 2 * p
     theta = torch.as_tensor(theta, dtype=torch.float64, device=x.device)
     a, b = -torch.tan(theta / 2), torch.sin(theta)
+    if theta.dim() == 1:  # one angle per image: broadcast over (B, C, rows)
+        a, b = a[:, None, None], b[:, None, None]
     c = (size - 1) / 2
     idx = torch.arange(size, dtype=torch.float64, device=x.device)
     Y_of_row, X_of_col = c - idx, idx - c
