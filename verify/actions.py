@@ -155,9 +155,16 @@ class ImageField(Action):
 
     rep: Representation
     spatial: bool = True
+    # a hand-written lookup of the transforms (g → the element actually applied); empty means g itself.
+    # It exists to model table typos in negative controls; a correct action never needs it.
+    table: tuple[tuple[PlaneElement, PlaneElement], ...] = ()
 
     def __repr__(self) -> str:
-        return f"{'field' if self.spatial else 'vector'}({self.rep!r})"
+        typo = f", table {{{', '.join(f'{a!r}→{b!r}' for a, b in self.table)}}}" if self.table else ""
+        return f"{'field' if self.spatial else 'vector'}({self.rep!r}{typo})"
+
+    def _used(self, g: PlaneElement) -> PlaneElement:
+        return dict(self.table).get(g, g)
 
     @property
     def group(self) -> PlaneGroup:
@@ -175,9 +182,10 @@ class ImageField(Action):
             _require_odd_square(t, what)
 
     def exact(self, g: PlaneElement) -> bool:
-        return (not self.spatial) or self.group.is_exact_on_grid(g)
+        return (not self.spatial) or self.group.is_exact_on_grid(self._used(g))
 
     def apply(self, t: torch.Tensor, g: PlaneElement) -> torch.Tensor:
+        g = self._used(self.group.require(g))
         rho = torch.as_tensor(self.rep(g), dtype=torch.float64, device=t.device)
         t = t.to(torch.float64)
         out = torch.einsum("oc,bc...->bo...", rho, t)

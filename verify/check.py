@@ -151,24 +151,28 @@ def check(
 
     task = get_task(arch.task) if arch and arch.task else None
     if dim is None:
-        dim = (arch.size(size).config.get("dim") if arch else None) or (task.dim if task else None)
+        dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
         dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
-    if space is None and dim is not None:
+    if space is None and dim is not None and (task is None or hasattr(task, "low")):
         space = SearchSpace(task.low, task.high) if task else SearchSpace([-1.0] * dim, [1.0] * dim)
 
     for claim in claim_list:
-        sym = derive(claim.property, blocks, time_limit) if symbolic else None
+        if symbolic and arch is not None and hasattr(claim.property, "derive_symbolic"):
+            # properties with their own symbolic form (e.g. the steerable-kernel constraint of Equivariant)
+            sym = claim.property.derive_symbolic(arch, size, time_limit)
+        else:
+            sym = derive(claim.property, blocks, time_limit) if symbolic else None
         num: Evidence | None = None
         if numeric:
             if model is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="; ".join(result.errors) or "no model",
                               expected="a trained model or a loadable checkpoint", fix="see the message")
+            elif hasattr(claim.property, "measure_model"):
+                # properties whose inputs are not phase-space vectors (images, sets, graphs): no `dim` needed
+                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
             elif dim is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
                               expected="dim=... or a claim with dim", fix="pass dim=n to check()")
-            elif hasattr(claim.property, "measure_model"):
-                # properties whose inputs are not phase-space vectors (images, sets, graphs)
-                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
             else:
                 num = measure(claim.property, model, dim=dim, depth=_depth(model), space=space, seed=seed,
                               n_inputs=n_inputs, max_examples=max_examples)
