@@ -39,10 +39,12 @@ class MaskedMean(nn.Module):
         self.register_buffer("mask", disk_mask(size, margin=1.0).to(torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # mean and max over the disk: both invariant under the grid symmetries of the disk
-        mean = (x * self.mask).sum((-2, -1)) / self.mask.sum()
-        peak = torch.where(self.mask > 0, x, torch.full_like(x, -1e4)).amax((-2, -1))
-        return torch.cat([mean, peak], dim=-1)
+        # mean and root-mean-square over the disk: invariant under its grid symmetries, and smooth (a max
+        # over pixels would amplify the filters' grid discretisation at 45°: measured 3.4 % vs 0.5 %)
+        n = self.mask.sum()
+        mean = (x * self.mask).sum((-2, -1)) / n
+        rms = torch.sqrt((x * x * self.mask).sum((-2, -1)) / n + 1e-12)
+        return torch.cat([mean, rms], dim=-1)
 
 
 def _head(features: int, classes: int) -> nn.Module:
@@ -136,9 +138,9 @@ class SO2Classifier(nn.Module):
         gs = self.group.escnn_gspace(maximum_frequency=frequency)
         self.in_type = enn.FieldType(gs, [gs.trivial_repr])
         h = enn.FieldType(gs, [gs.irrep(k) for k in range(1, frequency + 1)] * channels)
-        self.conv1 = enn.R2Conv(self.in_type, h, kernel, padding=kernel // 2, maximum_frequency=2 * frequency)
+        self.conv1 = enn.R2Conv(self.in_type, h, kernel, padding=kernel // 2)
         self.act1 = enn.NormNonLinearity(h, "n_relu")
-        self.conv2 = enn.R2Conv(h, h, kernel, padding=kernel // 2, maximum_frequency=2 * frequency)
+        self.conv2 = enn.R2Conv(h, h, kernel, padding=kernel // 2)
         self.act2 = enn.NormNonLinearity(h, "n_relu")
         self.pool = enn.NormPool(h)
         self.mean = MaskedMean(SIZE)
@@ -170,6 +172,12 @@ def _image(G: PlaneGroup, channels: int = 1) -> ImageField:
 
 def _logits(G: PlaneGroup) -> ImageField:
     return ImageField(trivial(G, 10), spatial=False)
+
+
+# escnn samples its steerable filters on the 5×5 (7×7) pixel grid, so at rotations that are not grid symmetries a
+# C8 or SO(2) network is equivariant only up to its own discretisation; the claim states that allowance (2 %
+# relative) instead of pretending exactness. Grid symmetries (90°, flips) are still held to round-off.
+GRID_RTOL = 0.02
 
 
 C4, D4, C8, SO2G = PlaneGroup(4), PlaneGroup(4, True), PlaneGroup(8), PlaneGroup(None)
@@ -208,14 +216,14 @@ architecture(
 
 architecture(
     "c8-steerable-cnn", task="rotated-digits", reference=REFERENCE,
-    claims=[Equivariant(C8, _image(C8), _logits(C8))],
+    claims=[Equivariant(C8, _image(C8), _logits(C8), grid_rtol=GRID_RTOL)],
     description="escnn C8 steerable CNN: invariant logits; the 45° elements need interpolation and are judged against the measured floor.",
     sizes=_sizes({"N": 8, "channels": 2}, {"N": 8, "channels": 6}),
 )(SteerableClassifier)
 
 architecture(
     "so2-steerable-cnn", task="rotated-digits", reference=REFERENCE,
-    claims=[Equivariant(SO2G, _image(SO2G), _logits(SO2G))],
+    claims=[Equivariant(SO2G, _image(SO2G), _logits(SO2G), grid_rtol=GRID_RTOL)],
     description="escnn SO(2) steerable CNN (irreps 1..2, norm nonlinearities, norm pooling): Haar-sampled rotations and the Lie derivative.",
     sizes=_sizes({"channels": 2}, {"channels": 6}),
 )(SO2Classifier)
@@ -266,7 +274,7 @@ def _typo_table(G: PlaneGroup) -> ImageField:
 
 architecture(
     "c8-denoiser-table-typo", task="digits-denoise", reference=REFERENCE,
-    claims=[Equivariant(C8, _image(C8), _typo_table(C8)).falsely(
+    claims=[Equivariant(C8, _image(C8), _typo_table(C8), grid_rtol=GRID_RTOL).falsely(
         "the output transform is a hand-written table of grid rotations whose entry for 135° holds 225°: "
         "wrong for that one element only (a 20-draw sampler misses it with probability (7/8)^20 ≈ 7 %)")],
     description="Negative control: a C8 denoiser whose declared output action has a lookup-table typo at 135°.",
