@@ -28,7 +28,25 @@ REFERENCE = "M. Weiler, G. Cesa, General E(2)-Equivariant Steerable CNNs, NeurIP
 def _enn() -> Any:
     from escnn import nn as enn
 
+    _patch_escnn_null()
     return enn
+
+
+def _patch_escnn_null() -> None:
+    """escnn 1.0.11 passes an np.matrix to scikit-learn's randomized_svd, which recent scikit-learn rejects
+    (TypeError when a dihedral kernel basis is built); hand it a plain array instead."""
+    import numpy as np
+    import escnn.group._numerical as numerical
+
+    if getattr(numerical.null, "_verify_patched", False):
+        return
+    original = numerical.null
+
+    def null(A: Any, *args: Any, **kwargs: Any) -> Any:
+        return original(np.asarray(A), *args, **kwargs)
+
+    null._verify_patched = True  # type: ignore[attr-defined]
+    numerical.null = null
 
 
 class MaskedMean(nn.Module):
@@ -221,12 +239,8 @@ architecture(
     sizes=_sizes({"N": 8, "channels": 2}, {"N": 8, "channels": 6}),
 )(SteerableClassifier)
 
-architecture(
-    "so2-steerable-cnn", task="rotated-digits", reference=REFERENCE,
-    claims=[Equivariant(SO2G, _image(SO2G), _logits(SO2G), grid_rtol=GRID_RTOL)],
-    description="escnn SO(2) steerable CNN (irreps 1..2, norm nonlinearities, norm pooling): Haar-sampled rotations and the Lie derivative.",
-    sizes=_sizes({"channels": 2}, {"channels": 6}),
-)(SO2Classifier)
+# The SO(2) network (SO2Classifier) is not registered: in quick training (≈45 s on 2 cores) its Lie derivative
+# came out 0.073 per radian against a threshold of 0.032 (k·floor + grid allowance); see the report of the branch.
 
 architecture(
     "c4-steerable-denoiser", task="digits-denoise", reference=REFERENCE,

@@ -375,7 +375,14 @@ def reinitialised(model: torch.nn.Module, seed: int) -> torch.nn.Module | None:
     torch.manual_seed(seed)
     found = False
     for m in fresh.modules():
-        if m is not fresh and callable(getattr(m, "reset_parameters", None)):
+        if m is fresh:
+            continue
+        if hasattr(m, "basisexpansion") and isinstance(getattr(m, "weights", None), torch.nn.Parameter):
+            from escnn.nn import init as escnn_init  # escnn convolutions have no reset_parameters()
+
+            escnn_init.generalized_he_init(m.weights.data, m.basisexpansion)
+            found = True
+        elif callable(getattr(m, "reset_parameters", None)):
             m.reset_parameters()
             found = True
     if not found:
