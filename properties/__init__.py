@@ -4,4 +4,13 @@ from properties.invertible import Invertible
 from properties.symplectic import Symplectic
 from properties.volume_preserving import VolumePreserving
 
-__all__ = ["Property", "Tolerance", "Symplectic", "VolumePreserving", "Invertible"]
+__all__ = ["Property", "Tolerance", "Symplectic", "VolumePreserving", "Invertible", "Equivariant", "EquivarianceMeasurement"]
+
+
+def __getattr__(name: str):
+    # Equivariant imports verify (actions, groups), which imports properties.base: load it lazily to avoid a cycle
+    if name in ("Equivariant", "EquivarianceMeasurement"):
+        from properties import equivariant
+
+        return getattr(equivariant, name)
+    raise AttributeError(f"module 'properties' has no attribute {name!r}")
