@@ -151,32 +151,35 @@ def check(
 
     task = get_task(arch.task) if arch and arch.task else None
     if dim is None:
-        dim = (arch.size(size).config.get("dim") if arch else None) or (task.dim if task else None)
+        dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
         dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
-    if space is None and dim is not None:
+    if space is None and dim is not None and (task is None or hasattr(task, "low")):
         space = SearchSpace(task.low, task.high) if task else SearchSpace([-1.0] * dim, [1.0] * dim)
 
     for claim in claim_list:
         sym = None
         if symbolic:
-            if arch is not None and arch.scheme is not None:
+            if arch is not None and hasattr(claim.property, "derive_symbolic"):
+                # properties with their own symbolic form (e.g. the steerable-kernel constraint of Equivariant)
+                sym = claim.property.derive_symbolic(arch, size, time_limit)
+            elif arch is not None and arch.scheme is not None:
                 sym = derive_scheme(claim.property, arch.scheme, time_limit)
             if sym is None and hasattr(claim.property, "derive_trained") and model is not None:
                 # exact decisions that need the trained weights (e.g. the largest stable step of a linear layer)
                 sym = claim.property.derive_trained(model, time_limit)
-            if sym is None:
+            if sym is None and not hasattr(claim.property, "derive_symbolic"):
                 sym = derive(claim.property, blocks, time_limit)
         num: Evidence | None = None
         if numeric:
             if model is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="; ".join(result.errors) or "no model",
                               expected="a trained model or a loadable checkpoint", fix="see the message")
+            elif hasattr(claim.property, "measure_model"):
+                # properties whose inputs are not phase-space vectors (images, sets, graphs): no `dim` needed
+                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
             elif dim is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
                               expected="dim=... or a claim with dim", fix="pass dim=n to check()")
-            elif hasattr(claim.property, "measure_model"):
-                # properties whose inputs are not phase-space vectors (images, sets, graphs)
-                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
             else:
                 num = measure(claim.property, model, dim=dim, depth=_depth(model), space=space, seed=seed,
                               n_inputs=n_inputs, max_examples=max_examples)

@@ -106,6 +106,56 @@ def _plot_loss(result: ArchitectureResult, path: Path) -> bool:
     return True
 
 
+def _plot_equivariance(result: ArchitectureResult, path: Path) -> bool:
+    """Bar chart of e(g) per group element (exact vs interpolated), the harness floor and the thresholds."""
+    from properties.equivariant import EquivarianceMeasurement
+
+    measured = [(r, r.numeric) for r in result.results if isinstance(r.numeric, EquivarianceMeasurement)]
+    if not measured:
+        return False
+    fig, axes = plt.subplots(len(measured), 1, figsize=(max(6.0, 0.25 * max(len(m.elements) for _, m in measured)), 3.4 * len(measured)),
+                             squeeze=False)
+    for ax, (r, m) in zip(axes[:, 0], measured):
+        xs = range(len(m.elements))
+        tiny = 1e-18
+        colours = ["tab:blue" if lab == "exact" else "tab:orange" for lab in m.labels]
+        ax.bar(xs, [max(e, tiny) for e in m.errors], color=colours, label="trained model")
+        if m.untrained.get("errors"):
+            ax.plot(xs, [max(e, tiny) for e in m.untrained["errors"]], "k.", label="untrained (re-initialised)")
+        ax.plot(xs, [max(f, tiny) for f in m.floors], "g_", markersize=14, label="harness floor (blur)")
+        ax.plot(xs, m.thresholds, "r--", lw=0.8, label="threshold")
+        ax.set_yscale("log")
+        if len(m.elements) <= 32:
+            ax.set_xticks(list(xs), m.elements, rotation=60, fontsize=7)
+        ax.set_ylabel("relative error e(g)")
+        ax.set_title(f"{r.claim.name} [{m.group}]: {r.verdict.value} (blue exact, orange interpolated)", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _equivariance_section(m: Any) -> list[str]:
+    rows = [
+        ("verdict", m.verdict.value), ("summary", m.summary), ("defect", f"${m.defect}$"),
+        ("elements", f"{len(m.elements)} ({'every element' if m.enumerated else 'Haar sample + exact quarter turns'})"),
+        ("worst element", f"{m.worst_element} (e = {_fmt(m.worst_error)})"),
+        ("violating", ", ".join(m.violating) or "none"),
+        ("exact-element tolerance", f"{_fmt(m.tolerance)} = {m.tolerance_formula}"),
+        ("interpolated rule", m.floor_rule),
+        ("Lie derivative", "—" if not m.lie else f"{_fmt(m.lie['value'])} (floor {_fmt(m.lie['floor'])}, threshold {_fmt(m.lie['threshold'])})"),
+        ("dtype / device / seed / inputs", f"{m.dtype} / {m.device} / {m.seed} / {m.n_inputs}"),
+        ("seconds", f"{m.seconds:.2f}"),
+    ]
+    lines = ["*Numeric (per group element):*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    lines += ["| element | kind | e(g) trained | e(g) untrained | floor | threshold |", "|---|---|---|---|---|---|"]
+    before = list(m.untrained.get("errors", [])) or [math.nan] * len(m.elements)
+    for g, lab, e, e0, f, th in zip(m.elements, m.labels, m.errors, before, m.floors, m.thresholds):
+        lines.append(f"| {g} | {lab} | {_fmt(e)} | {_fmt(e0)} | {_fmt(f)} | {_fmt(th)} |")
+    return lines + ["", "![equivariance](equivariance.png)", ""]
+
+
 def _symbolic_section(r: ClaimResult) -> list[str]:
     ev = r.symbolic
     if ev is None:
@@ -124,7 +174,10 @@ def _symbolic_section(r: ClaimResult) -> list[str]:
         lines += [f"Composition lemma: ${ev.lemma}$", ""]
     if isinstance(ev, Refutation):
         for b in ev.blocks:
-            if b.instance:
+            if b.instance and "element" in b.instance:
+                lines += [f"Concrete instance for **{b.block}**: filter {b.instance['filter']} at {b.instance['element']}, "
+                          f"largest residual entry = **{b.instance['residual']:.4g}**.", ""]
+            elif b.instance:
                 inst = b.instance
                 lines += [
                     f"Concrete instance for **{b.block}**: {inst['activation']}; x = {inst['x']}; "
@@ -145,6 +198,8 @@ def _numeric_section(r: ClaimResult) -> list[str]:
         return ["*Numeric:* not run.", ""]
     if isinstance(m, Failure):
         return [f"*Numeric ({m.verdict.value}):* {m.summary}", ""]
+    if hasattr(m, "floors"):  # EquivarianceMeasurement
+        return _equivariance_section(m)
     assert isinstance(m, Measurement)
     rows = [
         ("verdict", m.verdict.value),
@@ -175,6 +230,7 @@ def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
         "defects.png": _plot_defects(result, folder / "defects.png"),
         "energy.png": _plot_energy(result, folder / "energy.png"),
         "loss.png": _plot_loss(result, folder / "loss.png"),
+        "equivariance.png": _plot_equivariance(result, folder / "equivariance.png"),
     }
     arch = result.architecture
     lines = [f"# {result.name}", ""]
