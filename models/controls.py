@@ -33,7 +33,7 @@ architecture(
     "mlp-map", task="pendulum",
     claims=[Symplectic().falsely("an unconstrained MLP's Jacobian has no reason to satisfy JᵀΩJ = Ω")],
     description="Negative control: a plain MLP flow map claiming symplecticity (no symbolic form: numeric only).",
-    sizes={"quick": Size(config={"dim": 2, "width": 32}, steps=300), "full": Size(config={"dim": 2, "width": 64}, steps=2000, lr=5e-3, n_train=1024)},
+    sizes={"quick": Size(config={"dim": 2, "width": 32}, steps=300), "full": Size(config={"dim": 2, "width": 64}, steps=1500, lr=5e-3, n_train=1024)},
 )(MLPMap)
 
 
@@ -73,7 +73,7 @@ architecture(
     "resnet-flow", task="pendulum", blocks=residual_blocks,
     claims=[Symplectic().falsely("J = I + W₂diag(σ')W₁ is not symplectic unless W₂diag(σ')W₁ is Hamiltonian")],
     description="Negative control: a ResNet flow map claiming symplecticity.",
-    sizes={"quick": Size(config={"dim": 2, "layers": 3, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 4, "width": 32}, steps=2000, lr=5e-3, n_train=1024)},
+    sizes={"quick": Size(config={"dim": 2, "layers": 3, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 4, "width": 32}, steps=1500, lr=5e-3, n_train=1024)},
 )(ResNetFlow)
 
 
@@ -108,7 +108,7 @@ architecture(
     ],
     description="Negative control: a subtly wrong G-SympNet (K′ ≠ K); symplecticity must be refuted while volume "
                 "preservation and invertibility, which shears keep, must still be proved.",
-    sizes={"quick": Size(config={"dim": 4, "layers": 4, "width": 8}, steps=300), "full": Size(config={"dim": 4, "layers": 6, "width": 16}, steps=2000, lr=5e-3, n_train=2048)},
+    sizes={"quick": Size(config={"dim": 4, "layers": 4, "width": 8}, steps=300), "full": Size(config={"dim": 4, "layers": 6, "width": 16}, steps=1500, lr=5e-3, n_train=2048)},
 )(MismatchedSympNet)
 
 
@@ -167,7 +167,7 @@ architecture(
     "affine-coupling", task="pendulum", blocks=affine_blocks,
     claims=[VolumePreserving().falsely("det J = exp(Σ s(q)) ≠ 1 unless Σ s ≡ 0"), Invertible()],
     description="Negative control: a RealNVP affine coupling flow claiming volume preservation.",
-    sizes={"quick": Size(config={"dim": 2, "layers": 4, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=2000, lr=5e-3, n_train=1024)},
+    sizes={"quick": Size(config={"dim": 2, "layers": 4, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=1500, lr=5e-3, n_train=1024)},
 )(AffineCoupling)
 
 
@@ -214,5 +214,5 @@ architecture(
     "coupling-buggy-inverse", task="pendulum", blocks=additive_blocks,
     claims=[VolumePreserving(), Invertible().falsely("the drift layers' inverse adds the increment instead of subtracting it")],
     description="Negative control: an additive coupling flow (volume preserving) whose implemented inverse is wrong.",
-    sizes={"quick": Size(config={"dim": 2, "layers": 4, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=2000, lr=5e-3, n_train=1024)},
+    sizes={"quick": Size(config={"dim": 2, "layers": 4, "width": 16}, steps=300), "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=1500, lr=5e-3, n_train=1024)},
 )(BuggyInverseCoupling)

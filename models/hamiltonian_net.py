@@ -103,7 +103,7 @@ architecture(
     composition="per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times",
     sizes={
         "quick": Size(config={"dim": 2, "width": 16, "h": 0.1, "substeps": 1}, steps=300, lr=1e-2),
-        "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "substeps": 2}, steps=2000, lr=3e-3, n_train=1024),
+        "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "substeps": 2}, steps=1500, lr=3e-3, n_train=1024),
     },
 )(HamiltonianNet)
 
@@ -117,6 +117,6 @@ architecture(
     composition="per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times",
     sizes={
         "quick": Size(config={"dim": 4, "width": 16, "h": 0.1, "substeps": 1}, steps=300, lr=1e-2),
-        "full": Size(config={"dim": 4, "width": 32, "h": 0.1, "substeps": 2}, steps=2000, lr=3e-3, n_train=2048),
+        "full": Size(config={"dim": 4, "width": 32, "h": 0.1, "substeps": 2}, steps=1500, lr=3e-3, n_train=2048),
     },
 )(HamiltonianNetHH)

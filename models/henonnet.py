@@ -88,6 +88,6 @@ architecture(
     composition="each layer is the 4th iterate of a Hénon map; the network composes layers",
     sizes={
         "quick": Size(config={"dim": 2, "layers": 2, "width": 8}, steps=300, lr=1e-2),
-        "full": Size(config={"dim": 2, "layers": 3, "width": 16}, steps=2000, lr=5e-3, n_train=1024),
+        "full": Size(config={"dim": 2, "layers": 3, "width": 16}, steps=1500, lr=5e-3, n_train=1024),
     },
 )(HenonNet)

@@ -100,7 +100,7 @@ architecture(
     description="Hamiltonian net on a learned separable H stepped by Yoshida's 4th-order composition; "
                 "symplecticity is derived from the scheme.",
     sizes={"quick": Size(config={"dim": 2, "width": 16, "h": 0.1, "scheme": "yoshida4-strang"}, steps=300, lr=1e-2),
-           "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "scheme": "yoshida4-strang"}, steps=2000, lr=3e-3, n_train=1024)},
+           "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "scheme": "yoshida4-strang"}, steps=1500, lr=3e-3, n_train=1024)},
 )(SchemeHamiltonianNet)
 
 
@@ -114,7 +114,7 @@ architecture(
     composition="one classical RK4 step of the learned Hamiltonian vector field",
     description="Negative control: the Hamiltonian net stepped by RK4 claims symplecticity.",
     sizes={"quick": Size(config={"dim": 2, "width": 16, "h": 0.1, "scheme": "rk4"}, steps=300, lr=1e-2),
-           "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "scheme": "rk4"}, steps=2000, lr=3e-3, n_train=1024)},
+           "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "scheme": "rk4"}, steps=1500, lr=3e-3, n_train=1024)},
 )(RK4HamiltonianNet)
 
 
@@ -191,7 +191,7 @@ architecture(
     composition="10 weight-tied forward-Euler steps of size h = 0.05 of a learned dissipative field with a tanh term",
     description="ODE-ResNet read as forward Euler; h must lie in {|1 + z| ≤ 1} for the spectrum of ∂f/∂x at every input.",
     sizes={"quick": Size(config={"dim": 2, "steps": 10, "h": 0.05, "scheme": "forward-euler", "width": 8}, steps=300, lr=2e-2),
-           "full": Size(config={"dim": 2, "steps": 10, "h": 0.05, "scheme": "forward-euler", "width": 16}, steps=2000, lr=1e-2, n_train=1024)},
+           "full": Size(config={"dim": 2, "steps": 10, "h": 0.05, "scheme": "forward-euler", "width": 16}, steps=1500, lr=1e-2, n_train=1024)},
 )(ODEResNet)
 
 
@@ -205,7 +205,7 @@ architecture(
     description="ODE-ResNet read as RK4 on an energy-conserving (skew) field: stable because h|λ| < 2√2, "
                 "RK4's exact imaginary stability interval.",
     sizes={"quick": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "rk4", "skew": True}, steps=300, lr=2e-2),
-           "full": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "rk4", "skew": True}, steps=2000, lr=1e-2, n_train=1024)},
+           "full": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "rk4", "skew": True}, steps=1500, lr=1e-2, n_train=1024)},
 )(RK4ODEResNet)
 
 
@@ -220,5 +220,5 @@ architecture(
     composition="5 weight-tied forward-Euler steps of size h = 0.1 of a learned skew linear field",
     description="Negative control: forward Euler on an energy-conserving field claims a stable step.",
     sizes={"quick": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "forward-euler", "skew": True}, steps=300, lr=2e-2),
-           "full": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "forward-euler", "skew": True}, steps=2000, lr=1e-2, n_train=1024)},
+           "full": Size(config={"dim": 2, "steps": 5, "h": 0.1, "scheme": "forward-euler", "skew": True}, steps=1500, lr=1e-2, n_train=1024)},
 )(EulerSkewODEResNet)

@@ -53,7 +53,7 @@ architecture(
     composition="(linear module ∘ activation module)^L ∘ linear module; a linear module is a product of symmetric shears and a translation",
     sizes={
         "quick": Size(config={"dim": 2, "layers": 2, "sublayers": 2}, steps=300, lr=2e-2),
-        "full": Size(config={"dim": 2, "layers": 4, "sublayers": 3}, steps=2000, lr=1e-2, n_train=1024),
+        "full": Size(config={"dim": 2, "layers": 4, "sublayers": 3}, steps=1500, lr=1e-2, n_train=1024),
     },
 )(LASympNet)
 
@@ -62,7 +62,7 @@ architecture(
     composition="alternating gradient kicks and drifts",
     sizes={
         "quick": Size(config={"dim": 2, "layers": 4, "width": 16}, steps=300, lr=1e-2),
-        "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=2000, lr=5e-3, n_train=1024),
+        "full": Size(config={"dim": 2, "layers": 6, "width": 32}, steps=1500, lr=5e-3, n_train=1024),
     },
 )(GSympNet)
 
@@ -76,6 +76,6 @@ architecture(
     composition="alternating gradient kicks and drifts",
     sizes={
         "quick": Size(config={"dim": 4, "layers": 4, "width": 16}, steps=300, lr=1e-2),
-        "full": Size(config={"dim": 4, "layers": 8, "width": 32}, steps=2000, lr=5e-3, n_train=2048),
+        "full": Size(config={"dim": 4, "layers": 8, "width": 32}, steps=1500, lr=5e-3, n_train=2048),
     },
 )(GSympNetHH)
