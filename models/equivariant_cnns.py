@@ -207,7 +207,7 @@ def _sizes(quick: Mapping[str, Any], **kw: Any) -> dict[str, Size]:
     # ~11 min per architecture on 2 CPU cores, which the main job's 10-minute budget cannot carry
     q = dict(QUICK)
     q.update(kw)
-    return {"quick": Size(config=dict(quick), **q), "full": Size(config=dict(quick), steps=400, lr=1e-2, n_train=1797, batch=64)}
+    return {"quick": Size(config=dict(quick), **q), "full": Size(config=dict(quick), steps=300, lr=1e-2, n_train=1797, batch=64)}
 
 
 def steerable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
