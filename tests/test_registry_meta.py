@@ -40,3 +40,14 @@ def test_controls_declare_why_their_claims_are_false():
         for claim in arch.claims:
             if not claim.expected:
                 assert len(claim.reason) > 10
+
+
+def test_imports_work_in_either_order():
+    """`from properties import Symplectic` first (as the README shows) must not hit an import cycle."""
+    import subprocess
+    import sys
+
+    for first, second in (("properties", "verify"), ("verify", "properties"), ("models", "properties")):
+        code = f"import {first}; import {second}; from properties import Symplectic; from verify import check"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr

@@ -91,6 +91,15 @@ def _depth(model: torch.nn.Module) -> int:
     return max(1, sum(1 for m in model.modules() if any(True for _ in m.parameters(recurse=False))))
 
 
+def _guarded(stage: str, fn: Any) -> Evidence | None:
+    """A property's own stage; bad input becomes `error` evidence instead of an exception."""
+    try:
+        return fn()
+    except VerifyError as exc:
+        return Failure(stage=stage, verdict=Verdict.ERROR, summary=str(exc),
+                       expected=getattr(exc, "expected", ""), fix=getattr(exc, "fix", ""))
+
+
 def check(
     target: str | Architecture | torch.nn.Module,
     claims: Sequence[object] | None = None,
@@ -161,12 +170,12 @@ def check(
         if symbolic:
             if arch is not None and hasattr(claim.property, "derive_symbolic"):
                 # properties with their own symbolic form (e.g. the steerable-kernel constraint of Equivariant)
-                sym = claim.property.derive_symbolic(arch, size, time_limit)
+                sym = _guarded("symbolic", lambda: claim.property.derive_symbolic(arch, size, time_limit))
             elif arch is not None and arch.scheme is not None:
-                sym = derive_scheme(claim.property, arch.scheme, time_limit)
+                sym = _guarded("symbolic", lambda: derive_scheme(claim.property, arch.scheme, time_limit))
             if sym is None and hasattr(claim.property, "derive_trained") and model is not None:
                 # exact decisions that need the trained weights (e.g. the largest stable step of a linear layer)
-                sym = claim.property.derive_trained(model, time_limit)
+                sym = _guarded("symbolic", lambda: claim.property.derive_trained(model, time_limit))
             if sym is None and not hasattr(claim.property, "derive_symbolic"):
                 sym = derive(claim.property, blocks, time_limit)
         num: Evidence | None = None
@@ -176,7 +185,8 @@ def check(
                               expected="a trained model or a loadable checkpoint", fix="see the message")
             elif hasattr(claim.property, "measure_model"):
                 # properties whose inputs are not phase-space vectors (images, sets, graphs): no `dim` needed
-                num = claim.property.measure_model(model, task=task, seed=seed, max_examples=max_examples)
+                num = _guarded("numeric", lambda: claim.property.measure_model(model, task=task, seed=seed,
+                                                                               max_examples=max_examples))
             elif dim is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
                               expected="dim=... or a claim with dim", fix="pass dim=n to check()")
