@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from verify.check import check
+from verify.checking import check
 from verify.errors import CheckpointError
 from verify.training import load_checkpoint, train
 

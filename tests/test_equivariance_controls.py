@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from verify.check import check
+from verify.checking import check
 from verify.evidence import Verdict
 
 

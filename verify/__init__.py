@@ -17,7 +17,7 @@ _EXPORTS = {
     "Note": "verify.evidence", "Proof": "verify.evidence", "Refutation": "verify.evidence", "Verdict": "verify.evidence",
     "Architecture": "verify.registry", "Size": "verify.registry", "architecture": "verify.registry",
     "register_task": "verify.registry", "Builder": "verify.symbolic", "SymbolicBlock": "verify.symbolic",
-    "Claim": "verify.claims", "ArchitectureResult": "verify.check", "ClaimResult": "verify.check", "check": "verify.check",
+    "Claim": "verify.claims", "ArchitectureResult": "verify.checking", "ClaimResult": "verify.checking", "check": "verify.checking",
 }
 
 __all__ = sorted(_EXPORTS)

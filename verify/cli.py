@@ -78,7 +78,7 @@ def _check_kwargs(args: argparse.Namespace) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from verify.check import check
+    from verify.checking import check
     from verify.report import to_json
 
     result = check(args.name, checkpoint=args.checkpoint, **_check_kwargs(args))
@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from verify.check import check
+    from verify.checking import check
     from verify.registry import all_architectures, get
     from verify.report import write_architecture, write_index
 

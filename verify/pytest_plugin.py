@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from verify.check import ArchitectureResult, ClaimResult, check
+from verify.checking import ArchitectureResult, ClaimResult, check
 from verify.registry import all_architectures
 
 

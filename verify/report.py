@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from verify.check import ArchitectureResult, ClaimResult  # noqa: E402
+from verify.checking import ArchitectureResult, ClaimResult  # noqa: E402
 from verify.evidence import Failure, Measurement, Proof, Refutation  # noqa: E402
 
 MAX_LATEX = 1500  # a block map longer than this is summarised by its description
