@@ -78,6 +78,9 @@ class HamiltonianNet(nn.Module):
         return torch.cat([q, p], dim=-1)
 
 
+VERLET_COMPOSITION = "per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times"
+
+
 def verlet_blocks(cfg: Mapping[str, Any]) -> list:
     d = cfg["dim"] // 2
 
@@ -100,7 +103,7 @@ def verlet_blocks(cfg: Mapping[str, Any]) -> list:
 
 architecture(
     "hnn-verlet", claims=SYMPLECTIC_FAMILY, task="pendulum", blocks=verlet_blocks, reference=REFERENCE,
-    composition="per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times",
+    composition=VERLET_COMPOSITION,
     sizes={
         "quick": Size(config={"dim": 2, "width": 16, "h": 0.1, "substeps": 1}, steps=300, lr=1e-2),
         "full": Size(config={"dim": 2, "width": 32, "h": 0.1, "substeps": 2}, steps=1500, lr=3e-3, n_train=1024),
@@ -114,7 +117,7 @@ class HamiltonianNetHH(HamiltonianNet):
 
 architecture(
     "hnn-verlet-hh", claims=SYMPLECTIC_FAMILY, task="henon-heiles", blocks=verlet_blocks, reference=REFERENCE,
-    composition="per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times",
+    composition=VERLET_COMPOSITION,
     sizes={
         "quick": Size(config={"dim": 4, "width": 16, "h": 0.1, "substeps": 1}, steps=300, lr=1e-2),
         "full": Size(config={"dim": 4, "width": 32, "h": 0.1, "substeps": 2}, steps=1500, lr=3e-3, n_train=2048),

@@ -1,13 +1,15 @@
 """What every property provides: a symbolic obligation, a numeric defect, a tolerance model."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from verify.symbolic import Traced
+
+if TYPE_CHECKING:
+    from verify.claims import Claim
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,3 @@ def condition_scale(J: torch.Tensor) -> torch.Tensor:
     ok = torch.isfinite(cond) & (cond <= limit)
     return torch.where(ok, cond.clamp_min(1.0), torch.ones_like(cond))
 
-
-def max_abs(entries: list[list[float]]) -> float:
-    return max((abs(v) for row in entries for v in row), default=0.0) if entries else 0.0
-
-
-def finite_or_inf(v: float) -> float:
-    return v if math.isfinite(v) else math.inf

@@ -77,33 +77,31 @@ def _plot_defects(result: ArchitectureResult, path: Path) -> bool:
     return True
 
 
-def _plot_energy(result: ArchitectureResult, path: Path) -> bool:
-    if result.rollout is None:
-        return False
-    data = result.rollout.data
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.plot(data["time"], data["energy_error"], lw=0.6)
-    ax.set_xlabel("time")
-    ax.set_ylabel("H(x_k) − H(x_0)")
-    ax.set_title(f"{result.name}: true energy error over {data['steps']} steps ({data['classification']})")
+def _line_plot(path: Path, x, y, xlabel: str, ylabel: str, title: str, size: tuple, log: bool = False) -> bool:
+    fig, ax = plt.subplots(figsize=size)
+    (ax.semilogy if log else ax.plot)(*([x] if x is not None else []), y, lw=0.6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _plot_energy(result: ArchitectureResult, path: Path) -> bool:
+    if result.rollout is None:
+        return False
+    data = result.rollout.data
+    return _line_plot(path, data["time"], data["energy_error"], "time", "H(x_k) − H(x_0)",
+                      f"{result.name}: true energy error over {data['steps']} steps ({data['classification']})", (7, 3))
 
 
 def _plot_loss(result: ArchitectureResult, path: Path) -> bool:
     if result.trained is None or not result.trained.history:
         return False
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.semilogy(result.trained.history, lw=0.7)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training MSE")
-    ax.set_title(f"{result.name}: training loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _line_plot(path, None, result.trained.history, "step", "training loss",
+                      f"{result.name}: training loss", (5, 3), log=True)
 
 
 def _plot_equivariance(result: ArchitectureResult, path: Path) -> bool:

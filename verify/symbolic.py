@@ -533,6 +533,3 @@ def float_parameters(traced: Traced) -> dict[str, float]:
     assert isinstance(traced.backend, _Float)
     return dict(traced.backend.values)
 
-
-def latex_vector(values: Sequence[sp.Expr]) -> str:
-    return sp.latex(sp.Matrix(values))

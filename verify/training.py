@@ -13,7 +13,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -179,6 +178,3 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
         seconds=record.get("seconds", 0.0), steps=record.get("steps", 0), checkpoint=str(directory),
     )
 
-
-def read_record(directory: Path | str) -> dict[str, Any]:
-    return json.loads((Path(directory) / RECORD).read_text())
