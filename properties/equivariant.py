@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from properties.base import Property
-from verify.actions import Action, ImageField, SetAction, disk_mask, fourier_rotate, gaussian_blur
+from verify.actions import Action, ImageField, SetAction, batch_apply, disk_mask, fourier_rotate, gaussian_blur
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Verdict
 from verify.groups import Group, PlaneGroup
@@ -226,16 +226,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
     return float(d.norm() / r.norm().clamp_min(1e-300))
 
 
-def _errors(prop: Equivariant, f: Any, x: torch.Tensor, elements: Sequence[Any], mask_out: torch.Tensor | None) -> list[float]:
-    """e(g) for every g: f applied to all transformed inputs in one batch (elements × inputs)."""
+def _errors(prop: Equivariant, f: Any, x: torch.Tensor, gx: torch.Tensor, elements: Sequence[Any],
+            mask_out: torch.Tensor | None, y: torch.Tensor | None = None) -> list[float]:
+    """e(g) for every g: f on all transformed inputs gx (elements × inputs, element-major) in one batch, and every
+    ρ_out(g) f(x) in one batched transform."""
     B = x.shape[0]
-    gx = torch.cat([prop.rho_in.apply(x, g) for g in elements], dim=0)
-    y = f(x)
+    y = f(x) if y is None else y
     ygx = f(gx)
-    out = []
-    for i, g in enumerate(elements):
-        out.append(_rel(ygx[i * B:(i + 1) * B], prop.rho_out.apply(y, g), mask_out))
-    return out
+    gy = batch_apply(prop.rho_out, y, elements)
+    return [_rel(ygx[i * B:(i + 1) * B], gy[i * B:(i + 1) * B], mask_out) for i in range(len(elements))]
 
 
 def _lie(prop: Equivariant, f: Any, x: torch.Tensor, mask_out: torch.Tensor | None) -> float:
@@ -290,18 +289,24 @@ def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any
     labels = ["exact" if prop.rho_in.exact(g) and prop.rho_out.exact(g) else "interpolated" for g in elements]
 
     # the harness floor: an exactly equivariant operation (channel-wise isotropic blur, ρ_in → ρ_in) through
-    # the same transforms, on the same inputs; it is zero up to round-off on exact elements
+    # the same transforms, on the same inputs; it is zero up to round-off on exact elements. The inputs and their
+    # blurs are transformed together, every element in one batched pass.
     floors = [0.0] * len(elements)
     interp = [i for i, lab in enumerate(labels) if lab == "interpolated"]
+    B = x.shape[0]
     if interp:
         if not isinstance(prop.rho_in, ImageField) or not prop.rho_in.spatial:
             raise InputError("rho_in", prop.rho_in, "an image field for elements that need interpolation",
                              "declare spatial=True on the input representation")
-        blur_prop = Equivariant(prop.group, prop.rho_in, prop.rho_in)
+        bx = gaussian_blur(x, 1.0)
+        both = batch_apply(prop.rho_in, torch.cat([x, bx]), elements).unflatten(0, (len(elements), 2 * B))
+        gx, g_bx = both[:, :B].flatten(0, 1), both[:, B:]
         mask_in = disk_mask(x.shape[-1], margin=1.0, device=device)
-        fl = _errors(blur_prop, lambda t: gaussian_blur(t, 1.0), x, [elements[i] for i in interp], mask_in)
-        for i, v in zip(interp, fl):
-            floors[i] = v
+        blurred_gx = gaussian_blur(gx[torch.cat([torch.arange(i * B, (i + 1) * B) for i in interp])], 1.0)
+        for j, i in enumerate(interp):
+            floors[i] = _rel(blurred_gx[j * B:(j + 1) * B], g_bx[i], mask_in)
+    else:
+        gx = batch_apply(prop.rho_in, x, elements)
     L, K = _layer_fan_in(model)
     K = max(K, int(x[0].numel()))  # global pooling sums over at most every input entry
     eps = float(torch.finfo(dtype).eps)
@@ -309,7 +314,7 @@ def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any
     tol_formula = (f"2·L·K·eps = 2·{L}·{K}·{eps:.3g} (Higham: a dot product of length ≤ K has relative error ≤ K·eps; "
                    f"L layers; two evaluations, f(gx) and f(x), whose sums run in different orders)")
 
-    errors = _errors(prop, f_model(model), x, elements, mask_out)
+    errors = _errors(prop, f_model(model), x, gx, elements, mask_out, y)
     thresholds = [tol if lab == "exact" else K_FLOOR * fl + prop.grid_rtol + tol for lab, fl in zip(labels, floors)]
     violating = [repr(g) for g, e, th in zip(elements, errors, thresholds) if not (e <= th)]
 
@@ -330,7 +335,7 @@ def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any
     if reinit:
         fresh = reinitialised(model, seed)
         if fresh is not None:
-            e0 = _errors(prop, f_model(fresh), x, elements, mask_out)
+            e0 = _errors(prop, f_model(fresh), x, gx, elements, mask_out)
             untrained_data = {"errors": e0, "violating": [repr(g) for g, e, th in zip(elements, e0, thresholds) if not (e <= th)],
                               "how": "deep copy with every reset_parameters() re-run (seed as above)"}
 

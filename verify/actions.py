@@ -55,79 +55,108 @@ def _source_coords(M: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _shift_rows(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """out[..., r, j] = x[..., r, j − shift[..., r]] by band-limited (FFT) interpolation along the last axis, zero-padded.
+    """out[..., r, j] = x[..., r, j − shift[..., r]] by band-limited (FFT) interpolation along the last axis, circularly.
 
-    `shift` is (rows,) or (B, 1, rows) for one shift per image of a batch.
+    The row length must be odd (no Nyquist bin whose phase would be ambiguous) and the caller pads the rows so that
+    the shifted content does not wrap around. `shift` is (rows,) or (B, 1, rows) for one shift per image of a batch.
+    Real rows: the half spectrum suffices (an odd length keeps the shifted spectrum Hermitian).
     """
-    W = x.shape[-1]
-    Wp = 2 * W + 1  # odd length: no Nyquist bin whose phase would be ambiguous; padding stops wrap-around
-    # real rows: the half spectrum suffices (odd Wp keeps the shifted spectrum Hermitian), half the work of fft/ifft
-    X = torch.fft.rfft(torch.nn.functional.pad(x, (0, Wp - W)), dim=-1)
-    f = torch.fft.rfftfreq(Wp, dtype=torch.float64, device=x.device)
-    phase = torch.exp(-2j * math.pi * f * shift[..., None])
-    return torch.fft.irfft(X * phase, n=Wp, dim=-1)[..., :W]
+    L = x.shape[-1]
+    X = torch.fft.rfft(x, dim=-1)
+    f = torch.fft.rfftfreq(L, dtype=torch.float64, device=x.device)
+    return torch.fft.irfft(X * torch.exp(-2j * math.pi * f * shift[..., None]), n=L, dim=-1)
 
 
 def fourier_rotate(x: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
     """x(R(θ)⁻¹ p) by three FFT shears R(θ) = S_x(−tan θ/2) S_y(sin θ) S_x(−tan θ/2) (Unser, Thévenaz, Yaroslavsky 1995).
 
-    θ is a scalar or one angle per image (shape (B,)). Each shear shifts rows (or columns) by band-limited interpolation, which is exact for
-    band-limited rows; the error on smooth, centrally windowed images is far below that of
-    bicubic interpolation (≈1e-2 at 45°), which is why the checker uses it. Meant for
-    |θ| ≤ 45° (larger angles are reduced by exact quarter turns first). Differentiable in θ.
+    θ is a scalar or one angle per image (shape (B,)), so every element of a group can be rotated in one call. Each
+    shear shifts rows (or columns) by band-limited interpolation, which is exact for band-limited rows; the error on
+    smooth, centrally windowed images is far below that of bicubic interpolation (≈1e-2 at 45°), which is why the
+    checker uses it. Meant for |θ| ≤ 45° (larger angles are reduced by exact quarter turns first). Differentiable in θ.
+
+    Work is kept to what the crop needs: an N×N image is padded to rows of length L = 2N − 1 (odd, and wide enough
+    that no content wraps around at |θ| ≤ 45°); only its N rows are sheared first, the L columns next, and only the N
+    rows that survive the final crop last (a third of the transforms of padding the whole image twice).
     """
-    size0 = _require_odd_square(x, "image")
-    # intermediate shears move content beyond the grid; pad so that nothing is cut before the last crop
-    p = size0 // 2
-    x = torch.nn.functional.pad(x.to(torch.float64), (p, p, p, p))
-    size = size0 + 2 * p
+    N = _require_odd_square(x, "image")
+    p = N // 2
+    L = N + 2 * p
+    x = x.to(torch.float64)
     theta = torch.as_tensor(theta, dtype=torch.float64, device=x.device)
     a, b = -torch.tan(theta / 2), torch.sin(theta)
     if theta.dim() == 1:  # one angle per image: broadcast over (B, C, rows)
         a, b = a[:, None, None], b[:, None, None]
-    c = (size - 1) / 2
-    idx = torch.arange(size, dtype=torch.float64, device=x.device)
-    Y_of_row, X_of_col = c - idx, idx - c
+    Y_of_row = (N - 1) / 2 - torch.arange(N, dtype=torch.float64, device=x.device)
+    X_of_col = torch.arange(L, dtype=torch.float64, device=x.device) - (L - 1) / 2
+    t = _shift_rows(torch.nn.functional.pad(x, (p, p)), a * Y_of_row)  # S_x: I(X − aY, Y), N rows
+    t = torch.nn.functional.pad(t, (0, 0, p, p))
+    t = _shift_rows(t.transpose(-1, -2), -b * X_of_col).transpose(-1, -2)  # S_y: I(X, Y − bX), L columns
+    return _shift_rows(t[..., p:p + N, :], a * Y_of_row)[..., p:p + N]  # S_x again, the N rows kept
 
-    def shear_x(t: torch.Tensor) -> torch.Tensor:  # I(X − aY, Y): each row moves by aY columns
-        return _shift_rows(t, a * Y_of_row)
 
-    def shear_y(t: torch.Tensor) -> torch.Tensor:  # I(X, Y − bX): each column moves by −bX rows
-        return _shift_rows(t.transpose(-1, -2), -b * X_of_col).transpose(-1, -2)
+def _orthogonal(M: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    M = torch.as_tensor(np.asarray(M) if not torch.is_tensor(M) else M, dtype=torch.float64, device=device)
+    if M.shape != (2, 2) or float((M.T @ M - torch.eye(2, dtype=M.dtype, device=device)).abs().max()) > 1e-9:
+        raise InputError("element matrix", M.tolist(), "an orthogonal 2×2 matrix (a rotation or a reflection)",
+                         "only rotations and reflections of the plane are supported")
+    return M
 
-    return shear_x(shear_y(shear_x(x)))[..., p:p + size0, p:p + size0]
+
+def _gather(x: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    rows, cols = _source_coords(M, x.shape[-1])
+    ri, ci = torch.round(rows), torch.round(cols)
+    if (ri - rows).abs().max() > 1e-9 or (ci - cols).abs().max() > 1e-9:
+        raise InputError("element matrix", M.tolist(), "a matrix that maps the pixel grid onto itself",
+                         "apply this element with exact=False (interpolation)")
+    return x[..., ri.long(), ci.long()]
+
+
+def split_rotation(M: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """(φ, E) with M = E·R(φ), |φ| ≤ 45° and E a grid symmetry (a quarter turn, possibly with the flip).
+
+    T_M = T_E T_{R(φ)}: the interpolated rotation comes first, so every element with the same φ shares it.
+    For a reflection M = R(θ)F = F R(−θ), hence φ = −(θ mod 90°).
+    """
+    det = float(torch.linalg.det(M))
+    R = M if det > 0 else M @ torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=M.dtype, device=M.device)
+    theta = math.atan2(float(R[1, 0]), float(R[0, 0]))
+    phi = (theta - round(theta / (math.pi / 2)) * math.pi / 2) * (1 if det > 0 else -1)
+    c, s = math.cos(phi), math.sin(phi)
+    E = torch.round(M @ torch.tensor([[c, s], [-s, c]], dtype=M.dtype, device=M.device))
+    return phi, E
 
 
 def spatial_transform(x: torch.Tensor, M: np.ndarray | torch.Tensor, exact: bool) -> torch.Tensor:
     """x(M⁻¹ p) for a (B, C, H, W) tensor and a rotation or reflection M.
 
-    Exact index gather when `exact` (M maps the grid onto itself); otherwise the flip and the
-    nearest quarter turn are applied exactly and the remaining |φ| ≤ 45° by `fourier_rotate`.
+    Exact index gather when `exact` (M maps the grid onto itself); otherwise the residual
+    rotation |φ| ≤ 45° by `fourier_rotate` first, then the quarter turn and flip exactly.
     """
-    size = _require_odd_square(x, "image")
-    M = torch.as_tensor(np.asarray(M) if not torch.is_tensor(M) else M, dtype=torch.float64, device=x.device)
-    if exact:
-        rows, cols = _source_coords(M, size)
-        ri, ci = torch.round(rows), torch.round(cols)
-        if (ri - rows).abs().max() > 1e-9 or (ci - cols).abs().max() > 1e-9:
-            raise InputError("element matrix", M.tolist(), "a matrix that maps the pixel grid onto itself",
-                             "apply this element with exact=False (interpolation)")
-        return x[..., ri.long(), ci.long()]
-    det = float(torch.linalg.det(M))
-    if abs(abs(det) - 1) > 1e-9 or float((M.T @ M - torch.eye(2, dtype=M.dtype, device=M.device)).abs().max()) > 1e-9:
-        raise InputError("element matrix", M.tolist(), "an orthogonal 2×2 matrix (a rotation or a reflection)",
-                         "only rotations and reflections of the plane are supported")
-    F = torch.tensor([[-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64, device=x.device)
-    if det < 0:  # M = R F: apply F exactly first (T_{RF} = T_R T_F)
-        x = spatial_transform(x, F, exact=True)
-        M = M @ F
-    theta = math.atan2(float(M[1, 0]), float(M[0, 0]))
-    k = round(theta / (math.pi / 2))
-    phi = theta - k * math.pi / 2
-    if k % 4:
-        c, s = round(math.cos(k * math.pi / 2)), round(math.sin(k * math.pi / 2))
-        x = spatial_transform(x, torch.tensor([[c, -s], [s, c]], dtype=torch.float64, device=x.device), exact=True)
-    return fourier_rotate(x, phi) if phi != 0.0 else x.to(torch.float64)
+    return spatial_transforms(x, [M], [exact])
+
+
+def spatial_transforms(x: torch.Tensor, Ms: Sequence[np.ndarray | torch.Tensor], exact: Sequence[bool]) -> torch.Tensor:
+    """(E·B, C, H, W): x(Mᵢ⁻¹ p) for each Mᵢ, stacked element-major.
+
+    The interpolated part of each element is a rotation by its residual angle φ; each distinct φ is computed once for
+    the whole batch, all of them in one batched `fourier_rotate` call (C8 and D8 need two: ±45°), and each element
+    then reads its grid part by an exact gather.
+    """
+    _require_odd_square(x, "image")
+    x = x.to(torch.float64)
+    plans: list[tuple[float, torch.Tensor]] = []
+    for M, ex in zip(Ms, exact):
+        M = _orthogonal(M, x.device)
+        plans.append((0.0, M) if ex else split_rotation(M))
+    angles = sorted({round(phi, 15) for phi, _ in plans if phi != 0.0})
+    rotated: dict[float, torch.Tensor] = {0.0: x}
+    if angles:
+        B = x.shape[0]
+        per_image = torch.tensor(angles, dtype=torch.float64, device=x.device).repeat_interleave(B)
+        for phi, r in zip(angles, fourier_rotate(x.repeat(len(angles), 1, 1, 1), per_image).split(B)):
+            rotated[phi] = r
+    return torch.cat([_gather(rotated[round(phi, 15) if phi != 0.0 else 0.0], E) for phi, E in plans])
 
 
 def rotate_by_angle(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -186,16 +215,23 @@ class ImageField(Action):
         return (not self.spatial) or self.group.is_exact_on_grid(self._used(g))
 
     def apply(self, t: torch.Tensor, g: PlaneElement) -> torch.Tensor:
-        g = self._used(self.group.require(g))
-        rho = torch.as_tensor(self.rep(g), dtype=torch.float64, device=t.device)
+        return self.apply_many(t, [g])
+
+    def apply_many(self, t: torch.Tensor, elements: Sequence[PlaneElement]) -> torch.Tensor:
+        """(E·B, ...) = the action of each element on the batch, element-major. The fibre map ρ(g) acts on channels
+        and commutes with the spatial transform, so the base space is transformed first, all elements together."""
         t = t.to(torch.float64)
-        out = torch.einsum("oc,bc...->bo...", rho, t)
-        if not self.spatial:
-            return out
-        # an inverted declaration (g ↦ ρ(g⁻¹)) acts with g⁻¹ on the base space too: the bug it models is
-        # "the output is transformed by g⁻¹ where g is meant", which a trivial fibre would otherwise hide
-        M = self.group.plane_matrix(self.group.inverse(g) if self.rep.inverted else g)
-        return spatial_transform(out, M, exact=self.exact(g))
+        used = [self._used(self.group.require(g)) for g in elements]
+        B = t.shape[0]
+        if self.spatial:
+            # an inverted declaration (g ↦ ρ(g⁻¹)) acts with g⁻¹ on the base space too: the bug it models is
+            # "the output is transformed by g⁻¹ where g is meant", which a trivial fibre would otherwise hide
+            Ms = [self.group.plane_matrix(self.group.inverse(g) if self.rep.inverted else g) for g in used]
+            moved = spatial_transforms(t, Ms, [self.group.is_exact_on_grid(g) for g in used]).split(B)
+        else:
+            moved = [t] * len(used)
+        return torch.cat([torch.einsum("oc,bc...->bo...", torch.as_tensor(self.rep(g), dtype=torch.float64, device=t.device), m)
+                          for g, m in zip(used, moved)])
 
     def lie(self, t: torch.Tensor, A: np.ndarray) -> torch.Tensor:
         """dρ(A) applied to the fibres only (the spatial derivative is taken by jvp through rotate_by_angle)."""
@@ -243,7 +279,9 @@ class SetAction(Action):
 
 
 def batch_apply(action: Action, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
-    """(E·B, ...) = the action of each element on the batch, stacked element-major."""
+    """(E·B, ...) = the action of each element on the batch, stacked element-major (image fields: one FFT pass)."""
+    if isinstance(action, ImageField):
+        return action.apply_many(t, elements)
     return torch.cat([action.apply(t, g) for g in elements], dim=0)
 
 

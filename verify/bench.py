@@ -7,6 +7,8 @@
 2. Numeric: batched symplecticity defect (vmap ∘ jacrev) against a per-sample
    torch.autograd.functional.jacobian loop, 4096 inputs at 2d = 16, float64, and
    their agreement.
+3. Equivariance: our enumeration of C8 and D8 against escnn's check_equivariance
+   (verify/bench_equivariance.py).
 
 `verify bench` writes reports/benchmarks.{json,md}.
 """
@@ -181,6 +183,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         from verify.schemes import bench as scheme_bench
 
         result["schemes"] = scheme_bench.run()
+        from verify import bench_equivariance
+
+        result["equivariance"] = bench_equivariance.run()
     return result
 
 
@@ -214,6 +219,10 @@ def to_markdown(r: dict[str, Any]) -> str:
         lines += ["## Schemes (exact order, symplecticity)", "", "| measurement | value |", "|---|---|"]
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in r["schemes"].items()]
         lines.append("")
+    if "equivariance" in r:
+        from verify import bench_equivariance
+
+        lines += bench_equivariance.to_markdown(r["equivariance"])
     return "\n".join(lines)
 
 

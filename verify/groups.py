@@ -410,6 +410,9 @@ def permutation(group: SymmetricGroup) -> Representation:
     return Representation(group, "permutation", group.n, group.matrix, lambda g: sp.Matrix(group.matrix(g).astype(int)))
 
 
+_ESCNN_MATRICES: dict[tuple[str, str, Any], np.ndarray] = {}  # escnn names its representations uniquely per group
+
+
 def field_representation(group: PlaneGroup, field_type: Any) -> Representation:
     """ρ(g) of an escnn FieldType, for each of our elements (checked to be the same group)."""
     G = group.to_escnn()
@@ -420,6 +423,13 @@ def field_representation(group: PlaneGroup, field_type: Any) -> Representation:
 
     def mat(g: PlaneElement) -> np.ndarray:
         return np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
+
+    if group.finite:  # escnn assembles each matrix through scipy.sparse (ms per call): once per element suffices
+        def mat(g: PlaneElement) -> np.ndarray:  # noqa: F811
+            key = (G.name, rep.name, g)
+            if key not in _ESCNN_MATRICES:
+                _ESCNN_MATRICES[key] = np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
+            return _ESCNN_MATRICES[key].copy()
 
     lie = None
     if not group.finite:
