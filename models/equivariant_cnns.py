@@ -147,7 +147,12 @@ class SteerableDenoiser(nn.Module):
 
 
 class SO2Classifier(nn.Module):
-    """SO(2) steerable CNN: irreps of frequency 0..2, norm ReLU, norm pooling; invariant logits."""
+    """SO(2) steerable CNN: band-limited fields (frequencies 0..2) with Fourier ELU nonlinearities (ELU on 16 sampled
+    rotations, projected back), a 1×1 projection onto invariant fields, disk mean; invariant logits.
+
+    A norm-ReLU variant (irreps 1..2, NormPool) trained the same way was measured at a Lie derivative of 0.115 per
+    radian and 4.3 % at Haar-drawn angles: the norm nonlinearity is not smooth where a field's norm is small.
+    """
 
     def __init__(self, channels: int = 2, classes: int = 10, kernel: int = 7, frequency: int = 2) -> None:
         super().__init__()
@@ -155,19 +160,19 @@ class SO2Classifier(nn.Module):
         self.group = PlaneGroup(None, False)
         gs = self.group.escnn_gspace(maximum_frequency=frequency)
         self.in_type = enn.FieldType(gs, [gs.trivial_repr])
-        h = enn.FieldType(gs, [gs.irrep(k) for k in range(1, frequency + 1)] * channels)
-        self.conv1 = enn.R2Conv(self.in_type, h, kernel, padding=kernel // 2)
-        self.act1 = enn.NormNonLinearity(h, "n_relu")
-        self.conv2 = enn.R2Conv(h, h, kernel, padding=kernel // 2)
-        self.act2 = enn.NormNonLinearity(h, "n_relu")
-        self.pool = enn.NormPool(h)
+        irreps = gs.fibergroup.bl_irreps(frequency)
+        self.act1 = enn.FourierELU(gs, channels, irreps=irreps, N=16)
+        self.act2 = enn.FourierELU(gs, channels, irreps=irreps, N=16)
+        self.conv1 = enn.R2Conv(self.in_type, self.act1.in_type, kernel, padding=kernel // 2)
+        self.conv2 = enn.R2Conv(self.act1.out_type, self.act2.in_type, kernel, padding=kernel // 2)
+        self.invariants = enn.R2Conv(self.act2.out_type, enn.FieldType(gs, [gs.trivial_repr] * channels), 1)
         self.mean = MaskedMean(SIZE)
-        self.head = _head(len(h), classes)
+        self.head = _head(channels, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         enn = _enn()
         t = self.act2(self.conv2(self.act1(self.conv1(enn.GeometricTensor(x, self.in_type)))))
-        return self.head(self.mean(self.pool(t).tensor))
+        return self.head(self.mean(self.invariants(t).tensor))
 
 
 class PlainCNN(nn.Module):
@@ -193,9 +198,15 @@ def _logits(G: PlaneGroup) -> ImageField:
 
 
 # escnn samples its steerable filters on the 5×5 (7×7) pixel grid, so at rotations that are not grid symmetries a
-# C8 or SO(2) network is equivariant only up to its own discretisation; the claim states that allowance (2 %
-# relative) instead of pretending exactness. Grid symmetries (90°, flips) are still held to round-off.
-GRID_RTOL = 0.02
+# C8 or SO(2) network is equivariant only up to its own discretisation; the claim states that allowance instead of
+# pretending exactness. Grid symmetries (90°, flips) are still held to round-off. Measured on the quick-trained C8
+# classifier, per input (the worst input, not a batch average): 2.6 % at 45° on the enumerated digits, 3.2 % on a
+# digit the hypothesis search scaled by 1.24; its untrained copy 0.12 %. Pushing the same digits through the
+# network after rotating them twice by 45° against once by 90° gives ≤ 3e-4: the error is the network's (its
+# sampled filters), not the harness's. A 2 % allowance (a batch average, until the search became per input) was
+# therefore false for the trained network; the claims state 5 %, and `c8-claims-half-percent` shows the check
+# refuting the same network under a 0.5 % claim.
+GRID_RTOL = 0.05
 
 
 C4, D4, C8, SO2G = PlaneGroup(4), PlaneGroup(4, True), PlaneGroup(8), PlaneGroup(None)
@@ -241,8 +252,13 @@ architecture(
     sizes=_sizes({"N": 8, "channels": 2}),
 )(SteerableClassifier)
 
-# The SO(2) network (SO2Classifier) is not registered: in quick training (≈45 s on 2 cores) its Lie derivative
-# came out 0.073 per radian against a threshold of 0.032 (k·floor + grid allowance); see the report of the branch.
+architecture(
+    "so2-steerable-cnn", task="rotated-digits", reference=REFERENCE,
+    claims=[Equivariant(SO2G, _image(SO2G), _logits(SO2G), grid_rtol=GRID_RTOL)],
+    description="escnn SO(2) steerable CNN (band-limited fields, Fourier ELU): invariant logits under every rotation; "
+                "checked at the 4 exact quarter turns, 16 Haar-drawn angles, hypothesis-drawn angles and by its Lie derivative.",
+    sizes=_sizes({"channels": 2}),
+)(SO2Classifier)
 
 architecture(
     "c4-steerable-denoiser", task="digits-denoise", reference=REFERENCE,
@@ -266,6 +282,17 @@ architecture(
         "one entry of the first layer's expanded escnn filter is shifted by a fixed δ = 0.5, outside the steerable basis")],
     description="Negative control: escnn C4 CNN with one expanded-filter entry perturbed.",
     sizes=_sizes({"N": 4, "channels": 3, "perturb": 0.5}),
+)(SteerableClassifier)
+
+
+architecture(
+    "c8-claims-half-percent", task="rotated-digits", reference=REFERENCE,
+    claims=[Equivariant(C8, _image(C8), _logits(C8), grid_rtol=0.005).falsely(
+        "the genuine C8 network (same architecture, data and seed as c8-steerable-cnn) claimed equivariant to 0.5 % at "
+        "45°: its sampled 5×5 filters leave ≈2.6 % on some digits, so the claim is false at the four 45° elements only")],
+    description="Negative control: the C8 classifier with an over-tight grid allowance (0.5 %); exact elements still hold, "
+                "the interpolated ones are refuted (the check can fail at elements that need interpolation, not only at grid ones).",
+    sizes=_sizes({"N": 8, "channels": 2}),
 )(SteerableClassifier)
 
 

@@ -18,14 +18,18 @@ def _result(verify_results, name):
     ("c4-perturbed-filter", {"C4[90°]", "C4[180°]", "C4[270°]"}),
     ("c4-denoiser-inverse-rep", {"C4[90°]", "C4[270°]"}),  # g⁻¹ = g for 0° and 180°
     ("c8-denoiser-table-typo", {"C8[135°]"}),  # one wrong table entry, nothing else
+    ("c8-claims-half-percent", {"C8[45°]", "C8[135°]", "C8[225°]", "C8[315°]"}),  # interpolated elements only
     ("gnn-node-index", None),  # every non-identity permutation of the nodes
 ])
 def test_control_refuted_at_the_offending_elements(verify_results, name, flagged):
     r = _result(verify_results, name)
     assert r.verdict is Verdict.VIOLATED, r.numeric.summary
     assert r.numeric.verdict is Verdict.VIOLATED
+    ce = r.numeric.search.get("counterexample")
+    assert ce, "the hypothesis search finds a counterexample too"
     if flagged is not None:
         assert set(r.numeric.violating) == flagged, r.numeric.summary
+        assert ce["element"] in flagged, ce  # and at an offending element
     else:
         assert len(r.numeric.violating) == 119, r.numeric.summary
 
@@ -47,3 +51,4 @@ def test_c8_interpolated_elements_judged_against_the_floor(verify_results):
     assert [m.elements[i] for i in interp] == ["C8[45°]", "C8[135°]", "C8[225°]", "C8[315°]"]
     assert all(m.floors[i] > 0 for i in interp)
     assert m.untrained.get("errors"), "the re-initialised model is checked too"
+    assert m.search["examples"] >= 20 and m.search["counterexample"] is None and m.search["worst_ratio"] <= 1

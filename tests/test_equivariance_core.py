@@ -114,3 +114,24 @@ def test_permutation_check_flags_every_nonidentity_for_index_term():
     ev = measure_equivariance(Equivariant(S, SetAction(S), SetAction(S)), IndexTerm(), reinit=False)
     assert ev.verdict is Verdict.VIOLATED
     assert set(ev.violating) == {repr(g) for g in S.elements()} - {repr(S.identity())}
+
+
+def test_lie_derivative_and_haar_search_catch_a_plain_cnn_claiming_so2():
+    """SO(2): an isotropic blur holds (Lie derivative at its floor); a free 5×5 convolution is refuted, by the
+    Haar-drawn angles, by its Lie derivative and by the hypothesis search over inputs and angles."""
+    G = SO2()
+    prop = Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G)), image_size=21, n_inputs=3, n_haar=6)
+
+    class Blur(torch.nn.Module):
+        def forward(self, t):
+            return gaussian_blur(t, 1.0).to(t.dtype)
+
+    ok = measure_equivariance(prop, Blur(), seed=0, reinit=False, max_examples=8)
+    assert ok.verdict is Verdict.HOLDS, ok.summary
+    assert not ok.lie["violated"] and ok.lie["value"] <= ok.lie["threshold"]
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 1, 5, padding=2, bias=False).double().eval()
+    bad = measure_equivariance(prop, conv, seed=0, reinit=False, max_examples=8)
+    assert bad.verdict is Verdict.VIOLATED
+    assert bad.lie["violated"] and "Lie derivative" in bad.violating
+    assert bad.search["counterexample"] is not None

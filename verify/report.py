@@ -134,6 +134,20 @@ def _plot_equivariance(result: ArchitectureResult, path: Path) -> bool:
     return True
 
 
+def _search_text(search: Any) -> str:
+    if not search:
+        return "not run (max_examples = 0)"
+    if search.get("skipped"):
+        return search["skipped"]
+    worst, ce = search.get("worst") or {}, search.get("counterexample")
+    text = (f"{search['examples']} examples ({search['strategy']}); worst e/threshold {_fmt(search['worst_ratio'])}"
+            + (f" at {worst['element']} on {worst['input']}" if worst else ""))
+    if ce:
+        text += (f"; **counterexample** (shrunk): e({ce['element']}) = {_fmt(ce['error'])} > threshold {_fmt(ce['threshold'])}"
+                 f" on {ce['input']}")
+    return text
+
+
 def _equivariance_section(m: Any) -> list[str]:
     rows = [
         ("verdict", m.verdict.value), ("summary", m.summary), ("defect", f"${m.defect}$"),
@@ -143,6 +157,7 @@ def _equivariance_section(m: Any) -> list[str]:
         ("exact-element tolerance", f"{_fmt(m.tolerance)} = {m.tolerance_formula}"),
         ("interpolated rule", m.floor_rule),
         ("Lie derivative", "—" if not m.lie else f"{_fmt(m.lie['value'])} (floor {_fmt(m.lie['floor'])}, threshold {_fmt(m.lie['threshold'])})"),
+        ("hypothesis search", _search_text(m.search)),
         ("dtype / device / seed / inputs", f"{m.dtype} / {m.device} / {m.seed} / {m.n_inputs}"),
         ("seconds", f"{m.seconds:.2f}"),
     ]
