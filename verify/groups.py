@@ -422,22 +422,20 @@ def field_representation(group: PlaneGroup, field_type: Any) -> Representation:
     rep = field_type.representation
 
     def mat(g: PlaneElement) -> np.ndarray:
-        return np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
+        if not group.finite:
+            return np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
+        # escnn assembles each matrix through scipy.sparse (ms per call): once per element of a finite group suffices
+        key = (G.name, rep.name, g)
+        if key not in _ESCNN_MATRICES:
+            _ESCNN_MATRICES[key] = np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
+        return _ESCNN_MATRICES[key].copy()
 
-    if group.finite:  # escnn assembles each matrix through scipy.sparse (ms per call): once per element suffices
-        def mat(g: PlaneElement) -> np.ndarray:  # noqa: F811
-            key = (G.name, rep.name, g)
-            if key not in _ESCNN_MATRICES:
-                _ESCNN_MATRICES[key] = np.asarray(rep(group.escnn_element(g, G)), dtype=np.float64)
-            return _ESCNN_MATRICES[key].copy()
+    def lie(A: np.ndarray, h: float = 1e-4) -> np.ndarray:
+        # dρ(A) of the rotation generator by a central difference of order h² (ρ is smooth)
+        plus, minus = mat(group.element(h / (2 * math.pi))), mat(group.element(-h / (2 * math.pi)))
+        return (plus - minus) / (2 * h)
 
-    lie = None
-    if not group.finite:
-        def lie(A: np.ndarray, h: float = 1e-4) -> np.ndarray:
-            # dρ(A) of the rotation generator by a central difference of order h² (ρ is smooth)
-            plus, minus = mat(group.element(h / (2 * math.pi))), mat(group.element(-h / (2 * math.pi)))
-            return (plus - minus) / (2 * h)
-    return Representation(group, f"escnn:{field_type}", field_type.size, mat, None, lie)
+    return Representation(group, f"escnn:{field_type}", field_type.size, mat, None, None if group.finite else lie)
 
 
 # --------------------------------------------------------------------------- sanity checks
