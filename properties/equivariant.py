@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from properties.base import Property
-from verify.actions import Action, ImageField, SetAction, batch_apply, comparison_window, fourier_rotate, gaussian_blur
+from verify.actions import Action, ImageField, SetAction, comparison_window, fourier_rotate, gaussian_blur
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Verdict
 from verify.groups import Group, PlaneGroup
@@ -249,7 +249,7 @@ def _errors(prop: Equivariant, f: Any, x: torch.Tensor, gx: torch.Tensor, elemen
     B = x.shape[0]
     y = f(x) if y is None else y
     ygx = f(gx)
-    gy = batch_apply(prop.rho_out, y if win_out is None else y * win_out[0], elements)
+    gy = prop.rho_out.apply_many(y if win_out is None else y * win_out[0], elements)
     mask = None if win_out is None else win_out[1]
     return [_rel(ygx[i * B:(i + 1) * B], gy[i * B:(i + 1) * B], mask) for i in range(len(elements))]
 
@@ -302,13 +302,13 @@ def _evaluate(prop: Equivariant, f: Any, x: torch.Tensor, elements: Sequence[Any
         # an image (the taper's own interpolation error is then part of the floor), untapered for vectors
         taper_in, mask_in = comparison_window(x.shape[-1], x.device)
         bx = gaussian_blur(x, 1.0) * (taper_in if win_out is not None else 1.0)
-        both = batch_apply(prop.rho_in, torch.cat([x, bx]), elements).unflatten(0, (len(elements), 2 * B))
+        both = prop.rho_in.apply_many(torch.cat([x, bx]), elements).unflatten(0, (len(elements), 2 * B))
         gx, g_bx = both[:, :B].flatten(0, 1), both[:, B:]
         blurred_gx = gaussian_blur(gx[torch.cat([torch.arange(i * B, (i + 1) * B) for i in interp])], 1.0)
         for j, i in enumerate(interp):
             floors[i] = _rel(blurred_gx[j * B:(j + 1) * B], g_bx[i], mask_in)
     else:
-        gx = batch_apply(prop.rho_in, x, elements)
+        gx = prop.rho_in.apply_many(x, elements)
     return _errors(prop, f, x, gx, elements, win_out, y), floors, gx
 
 

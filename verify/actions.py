@@ -177,11 +177,6 @@ def spatial_transforms(x: torch.Tensor, Ms: Sequence[np.ndarray | torch.Tensor],
     return torch.cat([_gather(rotated[round(phi, 15) if phi != 0.0 else 0.0], E) for phi, E in plans])
 
 
-def rotate_by_angle(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """x(R(θ)⁻¹ p) for small θ, differentiable in θ (used for Lie derivatives at θ = 0)."""
-    return fourier_rotate(x, theta)
-
-
 # --------------------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class Action:
@@ -192,6 +187,10 @@ class Action:
 
     def apply(self, t: torch.Tensor, g: object) -> torch.Tensor:
         raise NotImplementedError
+
+    def apply_many(self, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
+        """(E·B, ...) = the action of each element on the batch, stacked element-major (image fields: one FFT pass)."""
+        return torch.cat([self.apply(t, g) for g in elements], dim=0)
 
     def exact(self, g: object) -> bool:
         raise NotImplementedError
@@ -251,11 +250,6 @@ class ImageField(Action):
         return torch.cat([torch.einsum("oc,bc...->bo...", torch.as_tensor(self.rep(g), dtype=torch.float64, device=t.device), m)
                           for g, m in zip(used, moved)])
 
-    def lie(self, t: torch.Tensor, A: np.ndarray) -> torch.Tensor:
-        """dρ(A) applied to the fibres only (the spatial derivative is taken by jvp through rotate_by_angle)."""
-        dr = torch.as_tensor(self.rep.lie(A), dtype=torch.float64, device=t.device)
-        return torch.einsum("oc,bc...->bo...", dr, t.to(torch.float64))
-
 
 @dataclass(frozen=True)
 class SetAction(Action):
@@ -294,13 +288,6 @@ class SetAction(Action):
             n = self.group.n
             out = torch.cat([out[:, :, :n][:, :, inv], out[:, :, n:]], dim=-1)
         return out
-
-
-def batch_apply(action: Action, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
-    """(E·B, ...) = the action of each element on the batch, stacked element-major (image fields: one FFT pass)."""
-    if isinstance(action, ImageField):
-        return action.apply_many(t, elements)
-    return torch.cat([action.apply(t, g) for g in elements], dim=0)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
