@@ -1,4 +1,4 @@
-"""What every property provides: a symbolic obligation, a numeric defect, a tolerance model."""
+"""The property protocol: what every property provides, and the map-property base (defect + tolerance model)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,6 +10,9 @@ from verify.symbolic import Traced
 
 if TYPE_CHECKING:
     from verify.claims import Claim
+    from verify.domains import Domain
+    from verify.evidence import Evidence
+    from verify.subject import Settings, Subject
 
 
 @dataclass(frozen=True)
@@ -28,40 +31,57 @@ def eps(dtype: torch.dtype) -> float:
 
 
 class Probe:
-    """A model evaluated on a batch of inputs; Jacobians are computed once, on demand, batched."""
+    """A model evaluated on a batch of inputs; Jacobians are computed once, on demand, batched.
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor) -> None:
-        from verify.numeric import batched_jacobian, forward
+    `strict` (the default) refuses non-finite values with a message; the search engine probes with
+    strict=False, so that an overflow far out becomes a NaN defect it can report rather than an exception.
+    """
 
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, strict: bool = True) -> None:
         self.model = model
         self.x = x
-        self._forward = forward
-        self._batched_jacobian = batched_jacobian
+        self.strict = strict
         self._y: torch.Tensor | None = None
         self._J: torch.Tensor | None = None
+
+    def call(self, x: torch.Tensor, method: str = "forward") -> torch.Tensor:
+        from verify.numeric import forward
+
+        return forward(self.model, x, method=method, strict=self.strict)
 
     @property
     def y(self) -> torch.Tensor:
         if self._y is None:
-            self._y = self._forward(self.model, self.x)
+            self._y = self.call(self.x)
         return self._y
 
     @property
     def J(self) -> torch.Tensor:
         if self._J is None:
-            self._J = self._batched_jacobian(self.model, self.x)
+            from verify.numeric import batched_jacobian
+
+            self._J = batched_jacobian(self.model, self.x, strict=self.strict)
         return self._J
+
+
+Region = tuple  # (low corner, high corner) of the set where a claim is made; None: everywhere
 
 
 @dataclass(frozen=True)
 class Property:
-    """A mathematical structure a map R^n -> R^n can have.
+    """A mathematical structure a model can have, behind one small protocol that the engine calls.
 
-    `dim`, when given, is the phase-space dimension the claim is about; the
-    checker refuses a model of another dimension rather than guess.
+    * `symbolic(subject)`: exact evidence from the architecture's symbolic form (or None when there is none);
+    * `numeric(subject, domain, settings)`: evidence from the trained model, searched over a domain;
+    * `domain(subject)`: where the claim is made and how its inputs are drawn.
+
+    `dim`, when given, is the phase-space dimension the claim is about; the checker refuses a model of
+    another dimension rather than guess. `where` restricts the claim to a box (low, high); the default,
+    None, claims it everywhere, so the search grows outward from the data.
     """
 
     dim: int | None = None
+    where: Region | None = None
 
     name: ClassVar[str] = "property"
     statement: ClassVar[str] = ""  # LaTeX of what is claimed, for every x and every parameter
@@ -70,22 +90,28 @@ class Property:
     defect_text: ClassVar[str] = ""  # LaTeX of the normalised numeric defect
     needs_inverse: ClassVar[bool] = False
 
-    # -- symbolic -----------------------------------------------------------
-    def exact_residual(self, traced: Traced) -> dict[str, Any]:
-        """Non-zero entries of the residual of the obligation, by position (empty: proved)."""
+    # -- the protocol -----------------------------------------------------------
+    def symbolic(self, subject: "Subject") -> "Evidence | None":
+        """Exact evidence for the claim on this subject, or None when it has no symbolic form."""
+        return None
+
+    def numeric(self, subject: "Subject", domain: "Domain | None", settings: "Settings") -> "Evidence":
+        """Evidence from the trained model over `domain`; never raises on a bad model (returns a Failure)."""
         raise NotImplementedError
 
-    def float_residual(self, traced: Traced) -> float:
-        """Largest |entry| of the residual on a concrete (float) instance of the block."""
-        raise NotImplementedError
+    def domain(self, subject: "Subject") -> "Domain | None":
+        """Where the claim is made: by default the task's data box, grown outward and clipped to `where`."""
+        from verify.domains import Box
 
-    # -- numeric ------------------------------------------------------------
-    def defects(self, probe: Probe) -> torch.Tensor:
-        """Normalised defect per input, shape (B,), in the model's dtype."""
-        raise NotImplementedError
-
-    def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
-        raise NotImplementedError
+        task, dim = subject.task, subject.dim
+        if task is not None and hasattr(task, "low"):
+            low, high = list(task.low), list(task.high)
+        elif dim is not None:
+            low, high = [-1.0] * dim, [1.0] * dim
+        else:
+            return None
+        region = None if self.where is None else (tuple(self.where[0]), tuple(self.where[1]))
+        return Box(low, high, region=region)
 
     # -- claims ---------------------------------------------------------------
     def falsely(self, reason: str) -> "Claim":
@@ -97,7 +123,54 @@ class Property:
         return Claim(self, expected=False, reason=reason)
 
     def __str__(self) -> str:
-        return self.name if self.dim is None else f"{self.name}(dim={self.dim})"
+        extra = [] if self.dim is None else [f"dim={self.dim}"]
+        if self.where is not None:
+            extra.append(f"where={list(self.where[0])}..{list(self.where[1])}")
+        return self.name if not extra else f"{self.name}({', '.join(extra)})"
+
+
+class MapProperty(Property):
+    """A property of a map Rⁿ → Rⁿ judged by a per-input defect (Jacobian identities, round trips, ...).
+
+    Symbolic stage: the scheme the network declares, else the per-layer obligation on its symbolic blocks.
+    Numeric stage: the one search engine over the claim's domain, with a float64 oracle.
+    """
+
+    # -- what a map property defines --------------------------------------------
+    def exact_residual(self, traced: Traced) -> dict[str, Any]:
+        """Non-zero entries of the residual of the obligation, by position (empty: proved)."""
+        raise NotImplementedError
+
+    def float_residual(self, traced: Traced) -> float:
+        """Largest |entry| of the residual on a concrete (float) instance of the block."""
+        raise NotImplementedError
+
+    def defects(self, probe: Probe) -> torch.Tensor:
+        """Normalised defect per input, shape (B,), in the model's dtype."""
+        raise NotImplementedError
+
+    def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
+        raise NotImplementedError
+
+    # -- the protocol -----------------------------------------------------------
+    def symbolic(self, subject: "Subject") -> "Evidence | None":
+        from verify.derive import derive, derive_scheme
+
+        if subject.scheme is not None:
+            found = derive_scheme(self, subject.scheme, subject.time_limit)
+            if found is not None:
+                return found
+        return derive(self, subject.blocks, subject.time_limit)
+
+    def numeric(self, subject: "Subject", domain: "Domain | None", settings: "Settings") -> "Evidence":
+        from verify.evidence import Failure, Verdict
+        from verify.numeric import measure
+
+        if subject.dim is None or domain is None:
+            return Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
+                           expected="dim=... or a claim with dim", fix="pass dim=n to check()")
+        return measure(self, subject.model, dim=subject.dim, depth=subject.depth, domain=domain,
+                       seed=settings.seed, budget=settings.budget)
 
 
 def safety_factor() -> float:

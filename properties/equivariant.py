@@ -136,7 +136,7 @@ class Equivariant(Property):
                  n_inputs: int = 8, n_haar: int = 16, grid_rtol: float = 0.0, search_examples: int = 40,
                  min_feature_px: float = 2.5) -> None:
         # positional (group, ρ_in, ρ_out), as the claim is written on paper; the base class's `dim` stays None
-        for k, v in dict(dim=None, group=group, rho_in=rho_in, rho_out=rho_out, image_size=image_size,
+        for k, v in dict(dim=None, where=None, group=group, rho_in=rho_in, rho_out=rho_out, image_size=image_size,
                          set_features=set_features, n_inputs=n_inputs, n_haar=n_haar, grid_rtol=grid_rtol,
                          search_examples=search_examples, min_feature_px=min_feature_px).items():
             object.__setattr__(self, k, v)
@@ -204,6 +204,19 @@ class Equivariant(Property):
         except VerifyError as exc:
             return Failure(stage="numeric", verdict=Verdict.ERROR, summary=str(exc), seconds=time.perf_counter() - start)
         return ev
+
+    # -- the property protocol ------------------------------------------------------
+    def symbolic(self, subject: Any) -> Evidence | None:
+        if subject.architecture is None:
+            return None
+        return self.derive_symbolic(subject.architecture, subject.size, subject.time_limit)
+
+    def domain(self, subject: Any) -> Any:
+        return None  # inputs are drawn by the actions (image fields, sets) from the task's data
+
+    def numeric(self, subject: Any, domain: Any, settings: Any) -> Evidence:
+        return self.measure_model(subject.model, task=subject.task, seed=settings.seed,
+                                  max_examples=settings.budget.examples)
 
 
 def smooth_window(size: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from properties.base import Probe, Property, Tolerance, condition_scale, depth_dim_tolerance
+from properties.base import Probe, MapProperty, Tolerance, condition_scale, depth_dim_tolerance
 from verify.errors import InputError
 from verify.symbolic import Traced
 
@@ -16,7 +16,7 @@ class NoInverse(Exception):
 
 
 @dataclass(frozen=True)
-class Invertible(Property):
+class Invertible(MapProperty):
     name: ClassVar[str] = "Invertible"
     statement: ClassVar[str] = r"f^{-1}(f(x)) = x \text{ and } f(f^{-1}(y)) = y \quad \forall x, y,\ \forall\theta"
     obligation: ClassVar[str] = r"\ell^{-1}(\ell(x)) - x = 0 \text{ for the inverse the layer implements}"
@@ -53,11 +53,9 @@ class Invertible(Property):
                 "model.inverse", inverse, "a method inverse(y) that maps a batch (B, n) back",
                 f"implement {type(model).__name__}.inverse or drop the Invertible claim",
             )
-        from verify.numeric import forward
-
         x, y = probe.x, probe.y
-        back = forward(model, y, method="inverse")
-        there = forward(model, forward(model, x, method="inverse"))
+        back = probe.call(y, method="inverse")
+        there = probe.call(probe.call(x, method="inverse"))
         err = torch.maximum((back - x).abs().amax(-1), (there - x).abs().amax(-1))
         size = 1 + x.abs().amax(-1) + y.abs().amax(-1)
         return err / (size * condition_scale(probe.J))

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from properties.base import Probe, Property, Tolerance, depth_dim_tolerance
+from properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
 from verify.errors import InputError
 from verify.symbolic import Traced
 
@@ -50,7 +50,7 @@ def omega_matrix(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tens
 
 
 @dataclass(frozen=True)
-class Symplectic(Property):
+class Symplectic(MapProperty):
     name: ClassVar[str] = "Symplectic"
     statement: ClassVar[str] = r"J_f(x)^\top \Omega\, J_f(x) = \Omega \quad \forall x,\ \forall\theta"
     obligation: ClassVar[str] = r"J_\ell^\top \Omega J_\ell - \Omega = 0,\quad \Omega = \begin{pmatrix}0 & I\\ -I & 0\end{pmatrix},\ x=(q,p)"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sympy.polys.matrices import DomainMatrix
 
-from properties.base import Probe, Property, Tolerance, condition_scale, depth_dim_tolerance
+from properties.base import Probe, MapProperty, Tolerance, condition_scale, depth_dim_tolerance
 from verify.polynomial import to_ring
 from verify.symbolic import Traced
 
@@ -35,7 +35,7 @@ def exact_det(traced: Traced) -> Any:
 
 
 @dataclass(frozen=True)
-class VolumePreserving(Property):
+class VolumePreserving(MapProperty):
     name: ClassVar[str] = "VolumePreserving"
     statement: ClassVar[str] = r"\det J_f(x) = 1 \quad \forall x,\ \forall\theta"
     obligation: ClassVar[str] = r"\det J_\ell - 1 = 0"

@@ -7,15 +7,15 @@ from models.shears import Composition, GradientShear
 from models.sympnets import GSympNet
 from properties import Invertible, Symplectic, VolumePreserving
 from verify.evidence import Failure, Measurement, Verdict
-from verify.numeric import SearchSpace, batched_jacobian, loop_jacobian, measure
+from verify.domains import Box
+from verify.numeric import batched_jacobian, loop_jacobian, measure
+from verify.search import Budget
 
-SPACE2 = SearchSpace([-1.0, -1.0], [1.0, 1.0])
-SPACE4 = SearchSpace([-1.0] * 4, [1.0] * 4)
+SMALL = Budget(n_inputs=512, starts=16, steps=8, examples=40)
 
 
 def run(prop, model, dim=2, **kw):
-    space = SPACE2 if dim == 2 else SPACE4
-    return measure(prop, model, dim=dim, depth=4, space=space, n_inputs=256, max_examples=40, **kw)
+    return measure(prop, model, dim=dim, depth=4, domain=Box([-1.0] * dim, [1.0] * dim), budget=SMALL, **kw)
 
 
 def test_batched_jacobian_agrees_with_per_sample_loop_in_float64():

@@ -40,10 +40,13 @@ def test_symplecticity_follows_from_the_scheme():
 
 
 def test_numeric_stable_step_sees_the_trained_spectrum():
-    from verify.numeric import SearchSpace, measure
+    from verify.domains import Box
+    from verify.numeric import measure
+    from verify.search import Budget
 
     net = ODEResNet(dim=2, steps=1, h=0.1, scheme="forward-euler", skew=True).double().eval()
-    ev = measure(StableStep(), net, dim=2, depth=1, space=SearchSpace([-1, -1], [1, 1]), n_inputs=64, max_examples=10)
+    ev = measure(StableStep(), net, dim=2, depth=1, domain=Box([-1, -1], [1, 1]),
+                 budget=Budget(n_inputs=64, starts=4, steps=4, examples=10))
     lam = torch.linalg.eigvals(net.linear_part().detach()).abs().max()
     assert ev.verdict is Verdict.VIOLATED
     assert abs(ev.max_defect - (float((1 + 0.01 * lam**2) ** 0.5) - 1)) < 1e-9  # |1 + ihω| − 1

@@ -1,21 +1,25 @@
 """check(): the Python API. Declare → derive → train (or load) → check, returning the evidence as data."""
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import sympy
 import torch
 
+from verify.binding_stage import bind_stage
 from verify.claims import Claim, as_claim
-from verify.derive import DEFAULT_TIME_LIMIT, block_latex, derive, derive_scheme
+from verify.derive import DEFAULT_TIME_LIMIT, block_latex
+from verify.domains import Domain
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Note, Verdict, combine
-from verify.numeric import SearchSpace, measure
 from verify.registry import Architecture, get, get_task
+from verify.search import Budget
+from verify.subject import Settings, Subject
 from verify.training import Trained, load_checkpoint, train
 
 
@@ -25,6 +29,7 @@ class ClaimResult:
     verdict: Verdict
     symbolic: Evidence | None
     numeric: Evidence | None
+    binding: Evidence | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -44,6 +49,7 @@ class ClaimResult:
             "as_expected": self.as_expected,
             "symbolic": None if self.symbolic is None else self.symbolic.to_dict(),
             "numeric": None if self.numeric is None else self.numeric.to_dict(),
+            "binding": None if self.binding is None else self.binding.to_dict(),
         }
 
 
@@ -91,13 +97,16 @@ def _depth(model: torch.nn.Module) -> int:
     return max(1, sum(1 for m in model.modules() if any(True for _ in m.parameters(recurse=False))))
 
 
-def _guarded(stage: str, fn: Any) -> Evidence | None:
-    """A property's own stage; bad input becomes `error` evidence instead of an exception."""
+def _guarded(stage: str, fn: Callable[[], Evidence | None]) -> Evidence | None:
+    """A property's own stage; bad input, and any exception from a user's model or a library, becomes `error` evidence."""
     try:
         return fn()
     except VerifyError as exc:
         return Failure(stage=stage, verdict=Verdict.ERROR, summary=str(exc),
                        expected=getattr(exc, "expected", ""), fix=getattr(exc, "fix", ""))
+    except Exception as exc:  # a traceback is not a verdict: the check could not run, and says where
+        return Failure(stage=stage, verdict=Verdict.ERROR, summary=f"{type(exc).__name__} in the {stage} stage: {exc}",
+                       expected=f"a {stage} stage that runs", fix="see the message; the model or a library raised")
 
 
 def check(
@@ -109,13 +118,14 @@ def check(
     model: torch.nn.Module | None = None,
     checkpoint: Path | str | None = None,
     checkpoint_dir: Path | str | None = None,
-    space: SearchSpace | None = None,
+    domain: Domain | None = None,
     dim: int | None = None,
     symbolic: bool = True,
     numeric: bool = True,
     time_limit: float = DEFAULT_TIME_LIMIT,
-    n_inputs: int = 2048,
-    max_examples: int = 150,
+    budget: Budget | None = None,
+    n_inputs: int | None = None,
+    max_examples: int | None = None,
     rollout_steps: int = 10_000,
     device: str | None = None,
     progress: bool = False,
@@ -123,8 +133,11 @@ def check(
     """Check the claims of an architecture (by name or object) or of a bare module.
 
     The model comes from `model`, else `checkpoint` (a folder), else training
-    (saved into `checkpoint_dir` when given). Nothing here raises on a bad model
-    or claim: failures become `error`/`undecided` evidence with a message.
+    (saved into `checkpoint_dir` when given). Every claim goes through the same
+    protocol: `property.symbolic(subject)`, `property.numeric(subject, domain,
+    settings)`, and, where a proof rests on a symbolic form, the binding of that
+    form to the module. Nothing here raises on a bad model or claim: failures
+    become `error`/`undecided` evidence with a message.
     """
     from verify.rollout import rollout
 
@@ -139,6 +152,11 @@ def check(
     claim_list = [as_claim(c) for c in claims] if claims else list(arch.claims)
     name = arch.name if arch else type(model).__name__
     result = ArchitectureResult(name=name, size=size, results=[], architecture=arch)
+    budget = budget or Budget()
+    if n_inputs is not None or max_examples is not None:
+        budget = dataclasses.replace(budget, n_inputs=budget.n_inputs if n_inputs is None else n_inputs,
+                                     examples=budget.examples if max_examples is None else max_examples)
+    settings = Settings(seed=seed, budget=budget)
 
     blocks = arch.symbolic_blocks(size) if arch else []
     try:
@@ -156,44 +174,38 @@ def check(
             model = trained.model
         except VerifyError as exc:
             result.errors.append(str(exc))
+        except Exception as exc:  # a user's model or a library raised while training: a verdict, not a traceback
+            result.errors.append(f"training {name} failed: {type(exc).__name__}: {exc}")
     result.trained = trained
 
     task = get_task(arch.task) if arch and arch.task else None
     if dim is None:
         dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
         dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
-    if space is None and dim is not None and (task is None or hasattr(task, "low")):
-        space = SearchSpace(task.low, task.high) if task else SearchSpace([-1.0] * dim, [1.0] * dim)
+    subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
+                      depth=_depth(model) if model is not None else 1, blocks=blocks,
+                      scheme=arch.scheme if arch else None, time_limit=time_limit)
+    bindings: dict[Any, Evidence | None] = {}
 
     for claim in claim_list:
-        sym = None
-        if symbolic:
-            if arch is not None and hasattr(claim.property, "derive_symbolic"):
-                # properties with their own symbolic form (e.g. the steerable-kernel constraint of Equivariant)
-                sym = _guarded("symbolic", lambda: claim.property.derive_symbolic(arch, size, time_limit))
-            elif arch is not None and arch.scheme is not None:
-                sym = _guarded("symbolic", lambda: derive_scheme(claim.property, arch.scheme, time_limit))
-            if sym is None and hasattr(claim.property, "derive_trained") and model is not None:
-                # exact decisions that need the trained weights (e.g. the largest stable step of a linear layer)
-                sym = _guarded("symbolic", lambda: claim.property.derive_trained(model, time_limit))
-            if sym is None and not hasattr(claim.property, "derive_symbolic"):
-                sym = derive(claim.property, blocks, time_limit)
+        prop = claim.property
+        claim_domain = domain if domain is not None else _guarded_domain(prop, subject)
+        sym = _guarded("symbolic", lambda: prop.symbolic(subject)) if symbolic else None
+        bind = None
+        if sym is not None and sym.verdict is Verdict.PROVED:
+            key = claim_domain.describe() if claim_domain is not None else None
+            key = repr(key)
+            if key not in bindings:
+                bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
+            bind = bindings[key]
         num: Evidence | None = None
         if numeric:
             if model is None:
                 num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="; ".join(result.errors) or "no model",
                               expected="a trained model or a loadable checkpoint", fix="see the message")
-            elif hasattr(claim.property, "measure_model"):
-                # properties whose inputs are not phase-space vectors (images, sets, graphs): no `dim` needed
-                num = _guarded("numeric", lambda: claim.property.measure_model(model, task=task, seed=seed,
-                                                                               max_examples=max_examples))
-            elif dim is None:
-                num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",
-                              expected="dim=... or a claim with dim", fix="pass dim=n to check()")
             else:
-                num = measure(claim.property, model, dim=dim, depth=_depth(model), space=space, seed=seed,
-                              n_inputs=n_inputs, max_examples=max_examples)
-        result.results.append(ClaimResult(claim, combine(sym.verdict if sym else None, num.verdict if num else None), sym, num))
+                num = _guarded("numeric", lambda: prop.numeric(subject, claim_domain, settings))
+        result.results.append(ClaimResult(claim, combine(sym, num, bind), sym, num, bind))
 
     if numeric and model is not None and task is not None and rollout_steps > 0 and hasattr(task, "energy"):
         try:
@@ -204,3 +216,10 @@ def check(
     result.environment = environment(seed, dev)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _guarded_domain(prop: Any, subject: Subject) -> Domain | None:
+    try:
+        return prop.domain(subject)
+    except VerifyError:
+        return None  # the numeric stage then reports why it has no inputs

@@ -163,7 +163,7 @@ def write_scheme_pages(out: Path, quiet: bool) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from verify import bench
+    from benchmarks import figures as bench
 
     return bench.main(Path(args.out), quick=args.quick)
 

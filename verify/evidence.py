@@ -35,26 +35,36 @@ class Verdict(str, enum.Enum):
         return self.value
 
 
-def combine(symbolic: Verdict | None, numeric: Verdict | None) -> Verdict:
-    """The claim's verdict from its two stages.
+def combine(symbolic: "Evidence | None", numeric: "Evidence | None", binding: "Evidence | None" = None) -> Verdict:
+    """The claim's verdict from its stages.
 
-    A refutation anywhere wins (the trained implementation is what we check,
-    so a proof of the block does not excuse a violating network); a stage that
-    could not run makes the claim `error`; `proved` needs the proof and, when the
-    numeric stage ran, its agreement.
+    A refutation anywhere wins (the trained implementation is what we check, so a proof of
+    the block does not excuse a violating network, and a symbolic form that does not describe
+    the module is a violation of the claim as declared); a stage that could not run makes the
+    claim `error`. `proved` needs a proof that is *bound* to the code that runs (the binding
+    held, or the proof itself was made on the module's own weights), and, when the numeric stage
+    ran, its agreement. An unbound proof counts for nothing: the verdict is then the numeric one.
     """
-    stages = [v for v in (symbolic, numeric) if v is not None]
-    if not stages:
+    verdicts = [e.verdict for e in (symbolic, numeric, binding) if e is not None]
+    if not verdicts:
         return Verdict.UNDECIDED
-    if Verdict.VIOLATED in stages:
+    if Verdict.VIOLATED in verdicts:
         return Verdict.VIOLATED
-    if Verdict.ERROR in stages:
+    if Verdict.ERROR in verdicts:
         return Verdict.ERROR
-    if symbolic is Verdict.PROVED and numeric in (None, Verdict.HOLDS):
+    num = numeric.verdict if numeric is not None else None
+    if symbolic is not None and symbolic.verdict is Verdict.PROVED and num in (None, Verdict.HOLDS) and is_bound(symbolic, binding):
         return Verdict.PROVED
-    if numeric is Verdict.HOLDS:
+    if num is Verdict.HOLDS:
         return Verdict.HOLDS
     return Verdict.UNDECIDED
+
+
+def is_bound(symbolic: "Evidence", binding: "Evidence | None") -> bool:
+    """A proof counts only for the code it was bound to: by a binding that held, or by construction."""
+    if binding is not None:
+        return binding.verdict in (Verdict.HOLDS, Verdict.PROVED)
+    return bool(getattr(symbolic, "bound_by", ""))
 
 
 def _plain(value: Any) -> Any:
@@ -112,6 +122,9 @@ class Proof(Evidence):
     statement: str = ""  # LaTeX
     lemma: str = ""  # the composition lemma that lifts layer proofs to the network
     blocks: Sequence[BlockResult] = ()
+    # set when the proof was made on the module's own trained numbers (e.g. the kernel constraint on its
+    # expanded filters, the stability bound on its trained W): then it needs no separate binding
+    bound_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -160,3 +173,21 @@ class Note(Evidence):
     """Information that is not a verdict on the claim (e.g. a long-rollout energy error)."""
 
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Binding(Evidence):
+    """Whether a symbolic form describes the module that runs: the form, instantiated with the module's own
+    parameters and functions, against the module's forward (and inverse) over the searched inputs."""
+
+    method: str = ""  # "hand-written twin bound by name" | "generated from the code (torch.fx)" | "scheme stepped by the engine"
+    layers: Sequence[str] = ()
+    n_inputs: int = 0
+    max_mismatch: float = math.nan
+    tolerance: float = math.nan
+    tolerance_formula: str = ""
+    worst_input: Sequence[float] = ()
+    where: str = ""  # which layer / part disagrees first
+    search: Mapping[str, Any] = field(default_factory=dict)
+    expected: str = ""
+    fix: str = ""

@@ -1,25 +1,25 @@
-"""The numeric stage: batched defects, a hypothesis search for the worst input, a float64 oracle.
+"""The numeric stage of a map property: batched defects searched by the one engine, with a float64 oracle.
 
-A trained model is probed on the device and dtype it runs in. Defects are
-computed for a large seeded batch in one vectorised pass (torch.func.vmap over
-jacrev), then hypothesis searches for a worse input, steered by
-`hypothesis.target` and shrinking any violation to a small counterexample. The
-same inputs are replayed on a float64 copy of the model: a structural violation
-survives the cast, round-off shrinks by ~1e9.
+A trained model is probed on the device and dtype it runs in. Defects are computed in
+vectorised passes (torch.func.vmap over jacrev); the search engine (verify/search.py)
+draws inputs at growing scales, ascends the float64 defect from many starts and runs a
+targeted hypothesis search. Every input it keeps is replayed on a float64 copy of the
+model: a structural violation survives the cast, round-off shrinks by ~1e9.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import torch
 
-from properties.base import Probe, Property
+from properties.base import MapProperty, Probe
+from verify.domains import Domain
 from verify.errors import InputError
 from verify.evidence import Failure, Measurement, Verdict
+from verify.search import Budget, Objective, SearchResult, search
 
 _STOCHASTIC = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 
@@ -41,8 +41,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward") -> torch.Tensor:
-    """Call the model (or its inverse) on a batch and check what comes back."""
+def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward", strict: bool = True) -> torch.Tensor:
+    """Call the model (or its inverse) on a batch and check what comes back (finiteness only when strict)."""
     fn = model if method == "forward" else getattr(model, method)
     y = fn(x)
     name = type(model).__name__ + ("" if method == "forward" else f".{method}")
@@ -54,7 +54,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward") ->
             "return the next phase-space state for each input row",
         )
     bad = ~torch.isfinite(y)
-    if bad.any():
+    if strict and bad.any():
         row = int(bad.any(dim=-1).nonzero()[0])
         raise NonFiniteOutput(
             f"{name}(x)[{row}]", y[row].detach().cpu().tolist(), "finite numbers",
@@ -64,7 +64,7 @@ def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward") ->
     return y
 
 
-def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096, strict: bool = True) -> torch.Tensor:
     """J_f(x) for every row of x, shape (B, n, n), with one vectorised reverse-mode pass per chunk."""
 
     def single(xi: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,7 @@ def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096)
     jac = torch.func.vmap(torch.func.jacrev(single))
     parts = [jac(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
     J = torch.cat(parts)
-    if not torch.isfinite(J).all():
+    if strict and not torch.isfinite(J).all():
         row = int((~torch.isfinite(J)).flatten(1).any(-1).nonzero()[0])
         raise NonFiniteOutput(
             "J_f(x)", "NaN/inf", "a finite Jacobian",
@@ -119,100 +119,41 @@ def preflight(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torc
         )
 
 
-@dataclass(frozen=True)
-class SearchSpace:
-    """Where inputs are drawn: the data box, and the same box enlarged (beyond the data)."""
-
-    low: Sequence[float]
-    high: Sequence[float]
-    beyond: float = 2.0
-
-    def outer(self) -> tuple[list[float], list[float]]:
-        lo, hi = [], []
-        for a, b in zip(self.low, self.high):
-            c, h = (a + b) / 2, (b - a) / 2 * self.beyond
-            lo.append(c - h)
-            hi.append(c + h)
-        return lo, hi
-
-
-def _draw(space: SearchSpace, n: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    lo_in = torch.tensor(space.low, dtype=torch.float64)
-    hi_in = torch.tensor(space.high, dtype=torch.float64)
-    lo_out, hi_out = (torch.tensor(v, dtype=torch.float64) for v in space.outer())
-    half = n // 2
-    u1 = torch.rand(half, len(space.low), generator=gen, dtype=torch.float64)
-    u2 = torch.rand(n - half, len(space.low), generator=gen, dtype=torch.float64)
-    x = torch.cat([lo_in + u1 * (hi_in - lo_in), lo_out + u2 * (hi_out - lo_out)])
-    return x.to(dtype)
-
-
-def _defects(prop: Property, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    d = prop.defects(Probe(model, x)).detach()
-    if not torch.isfinite(d).all():
-        row = int((~torch.isfinite(d)).nonzero()[0])
-        raise NonFiniteOutput(
-            f"{prop.name} defect", float(d[row]), "a finite defect",
-            f"the defect is not finite at x={x[row].cpu().tolist()}; the model is singular or overflows there",
-        )
-    return d
-
-
-def _hypothesis_search(
-    prop: Property, model: torch.nn.Module, space: SearchSpace, tol: float, seed: int,
-    max_examples: int, dtype: torch.dtype, device: torch.device,
-) -> dict:
-    """Steer hypothesis towards the worst input; a violation is shrunk to a small counterexample."""
-    from hypothesis import HealthCheck, Phase, given, settings, target
-    from hypothesis import seed as hseed
-    from hypothesis import strategies as st
-
-    lo, hi = space.outer()
-    coords = [st.floats(min_value=a, max_value=b, allow_nan=False, allow_infinity=False) for a, b in zip(lo, hi)]
-    seen = {"worst": -1.0, "worst_x": None, "last_fail": None, "last_fail_defect": None, "examples": 0}
-
-    @hseed(seed)
-    @settings(
-        max_examples=max_examples, deadline=None, database=None, derandomize=False,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate, Phase.target, Phase.shrink],
-    )
-    @given(st.tuples(*coords))
-    def probe(values: tuple) -> None:
-        x = torch.tensor([values], dtype=dtype, device=device)
-        d = float(_defects(prop, model, x)[0])
-        seen["examples"] += 1
-        target(d / tol, label="defect / tolerance")
-        if d > seen["worst"]:
-            seen["worst"], seen["worst_x"] = d, list(values)
-        if d > tol:
-            seen["last_fail"], seen["last_fail_defect"] = list(values), d
-            raise AssertionError(f"defect {d:.3g} > tolerance {tol:.3g}")
-
-    counterexample = None
+def float64_copy(model: torch.nn.Module) -> tuple[torch.nn.Module | None, str]:
+    """A float64 copy of the model for the oracle, or (None, why) when it cannot be made."""
+    if model_dtype(model) == torch.float64:
+        return model, "the model runs in float64"
     try:
-        probe()
-    except AssertionError:
-        # hypothesis replays the shrunk example last, so the last failure is the minimal one
-        counterexample = (seen["last_fail"], seen["last_fail_defect"])
-    return {
-        "examples": seen["examples"],
-        "worst": seen["worst"],
-        "worst_x": seen["worst_x"],
-        "counterexample": counterexample,
-    }
+        m64 = copy.deepcopy(model).to(torch.float64)
+    except Exception as exc:  # a module that cannot be copied: the oracle is skipped, and the evidence says so
+        return None, f"no float64 copy ({type(exc).__name__}: {exc})"
+    left = [n for n, t in list(m64.named_parameters()) + list(m64.named_buffers())
+            if t.is_floating_point() and t.dtype != torch.float64]
+    if left:
+        return None, f"the float64 copy still holds {left[:3]} in another dtype"
+    return m64, "deepcopy(model).to(float64)"
+
+
+def _ratio(prop: MapProperty, model: torch.nn.Module, dtype: torch.dtype, tol: float, detach: bool) -> Any:
+    """r(x) = defect(x)/tolerance on `model` in `dtype`; NaN where the model overflows (the engine counts it as worst)."""
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        d = prop.defects(Probe(model, x.to(dtype), strict=False))
+        d = d.detach() if detach else d
+        return d.to(torch.float64) / tol
+
+    return fn
 
 
 def measure(
-    prop: Property,
+    prop: MapProperty,
     model: torch.nn.Module,
     *,
     dim: int,
     depth: int,
-    space: SearchSpace,
+    domain: Domain,
     seed: int = 0,
-    n_inputs: int = 2048,
-    max_examples: int = 150,
+    budget: Budget = Budget(),
     oracle: bool = True,
 ) -> Measurement | Failure:
     """Check one property on one trained model; never raises on a bad model, returns a Failure."""
@@ -226,53 +167,60 @@ def measure(
             )
         preflight(model, dim, dtype, device)
         tol = prop.tolerance(dtype, dim, depth)
-        gen = torch.Generator().manual_seed(seed)
-        x = _draw(space, n_inputs, gen, dtype).to(device)
-        d = _defects(prop, model, x)
-        search = _hypothesis_search(prop, model, space, tol.value, seed, max_examples, dtype, device)
-        d64 = None
         tol64 = prop.tolerance(torch.float64, dim, depth)
-        if oracle:
-            model64 = model if dtype == torch.float64 else copy.deepcopy(model).to(torch.float64)
-            d64 = _defects(prop, model64, x.to(torch.float64))
-            extra = [v for v in (search["worst_x"], (search["counterexample"] or [None])[0]) if v is not None]
-            if extra:
-                d64_extra = _defects(prop, model64, torch.tensor(extra, dtype=torch.float64, device=device))
-                d64 = torch.cat([d64, d64_extra])
-        if d64 is not None and search["counterexample"] is None and float(d64.max()) > tol64.value:
-            # structural, yet below the model dtype's tolerance: shrink a counterexample on the float64 copy
-            search64 = _hypothesis_search(prop, model64, space, tol64.value, seed, max_examples, torch.float64, device)
-            if search64["counterexample"] is not None:
-                search["counterexample"] = search64["counterexample"]
-                search["counterexample_dtype"] = "float64"
+        model64, how64 = float64_copy(model) if oracle else (None, "oracle off")
+        objective = Objective(
+            ratio=_ratio(prop, model, dtype, tol.value, detach=True),
+            ratio64=None if model64 is None else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
+        )
+        found = search(objective, domain, seed=seed, budget=budget, device=device)
     except InputError as exc:
         return Failure(
             stage="numeric", verdict=Verdict.ERROR, summary=str(exc),
             seconds=time.perf_counter() - start, expected=exc.expected, fix=exc.fix,
         )
+    return _measurement(prop, found, tol, tol64, dtype, device, seed, domain, how64, start)
 
-    i = int(torch.argmax(d))
-    worst, worst_x = float(d[i]), x[i].cpu().tolist()
-    if search["worst"] > worst:
-        worst, worst_x = search["worst"], search["worst_x"]
-    max64 = float(d64.max()) if d64 is not None else math.nan
-    structural = d64 is not None and max64 > tol64.value
-    exceeded = worst > tol.value
+
+def _measurement(prop: MapProperty, found: SearchResult, tol: Any, tol64: Any, dtype: torch.dtype,
+                 device: torch.device, seed: int, domain: Domain, how64: str, start: float) -> Measurement | Failure:
+    worst_r, worst_x = found.worst()
+    worst = worst_r * tol.value
+    has64 = found.ratios64 is not None
+    worst64_r, worst64_x = found.worst(oracle=True) if has64 else (math.nan, None)
+    max64 = worst64_r * tol64.value if has64 else math.nan
+    n_total = int(found.x.shape[0] + found.candidates.shape[0]) + int(found.methods.get("hypothesis", {}).get("examples", 0))
+    n_total += sum(int(m.get("starts", 0)) * int(m.get("steps", 0)) for k, m in found.methods.items() if k in ("gradient", "smoothed"))
+    if not math.isfinite(worst) or (has64 and not math.isfinite(max64)):
+        x_bad = worst_x if not math.isfinite(worst) else worst64_x
+        return Failure(
+            stage="numeric", verdict=Verdict.ERROR, seconds=time.perf_counter() - start,
+            summary=(f"{prop.name} defect is not finite at x={_short(x_bad)} (|x|∞ = {float(x_bad.abs().max()):.3g}): "
+                     "the model overflows or divides by zero there, so the claim cannot be checked at that input"),
+            expected="finite outputs and Jacobians wherever the claim is made",
+            fix="fix the overflow, or restrict the claim to where it is meant: "
+                f"{prop.name}(where=(low, high)) (the search grows outward from the data box, ×10³ by default)",
+        )
+    structural = has64 and worst64_r > 1.0
+    exceeded = worst_r > 1.0
     if structural:
         verdict, classification = Verdict.VIOLATED, "structural"
     elif exceeded:
         verdict, classification = Verdict.VIOLATED, "round-off"
     else:
         verdict, classification = Verdict.HOLDS, "none"
+    d = found.ratios * tol.value
     q = torch.quantile(d.double().cpu(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
-    ce = search["counterexample"]
+    ce = found.counterexample
+    scales = ", ".join(found.methods["sampling"]["scales"])
     if verdict is Verdict.HOLDS:
-        summary = f"max defect {worst:.3g} ≤ tolerance {tol.value:.3g} over {n_inputs + search['examples']} inputs"
+        summary = (f"max defect {worst:.3g} ≤ tolerance {tol.value:.3g} over {n_total} inputs (scales ×{scales} of the "
+                   f"data box, gradient and smoothed ascent, hypothesis); float64 max {max64:.3g}")
     else:
-        summary = (
-            f"max defect {worst:.3g} > tolerance {tol.value:.3g} ({classification}: "
-            f"float64 defect {max64:.3g} vs float64 tolerance {tol64.value:.3g})"
-        )
+        summary = (f"max defect {worst:.3g} {'>' if exceeded else '≤'} tolerance {tol.value:.3g} ({classification}: "
+                   f"float64 defect {max64:.3g} {'>' if structural else '≤'} float64 tolerance {tol64.value:.3g})"
+                   + (f"; counterexample ({found.counterexample_dtype}) x = {_short(ce)}" if ce is not None else ""))
+    observed = float(d.max())
     return Measurement(
         stage="numeric",
         verdict=verdict,
@@ -283,27 +231,35 @@ def measure(
         dtype=str(dtype).replace("torch.", ""),
         device=str(device),
         seed=seed,
-        n_inputs=n_inputs + search["examples"],
+        n_inputs=n_total,
         max_defect=worst,
         quantiles={"50%": float(q[0]), "90%": float(q[1]), "99%": float(q[2])},
-        worst_input=worst_x,
+        worst_input=worst_x.cpu().tolist(),
         tolerance=tol.value,
         tolerance_formula=tol.formula,
         max_defect_float64=max64,
         tolerance_float64=tol64.value,
         classification=classification,
-        counterexample=None if ce is None else ce[0],
-        counterexample_defect=None if ce is None else ce[1],
+        counterexample=None if ce is None else ce.cpu().tolist(),
+        counterexample_defect=None if ce is None else found.counterexample_ratio * (
+            tol.value if found.counterexample_dtype == "model" else tol64.value),
         search={
-            "counterexample_dtype": search.get("counterexample_dtype", str(dtype).replace("torch.", "")),
-            "batch": n_inputs,
-            "hypothesis_examples": search["examples"],
-            "hypothesis_worst": search["worst"],
-            "box_low": list(space.low),
-            "box_high": list(space.high),
-            "beyond_factor": space.beyond,
+            "counterexample_dtype": (str(dtype).replace("torch.", "") if found.counterexample_dtype == "model"
+                                     else found.counterexample_dtype),
+            "domain": domain.describe(),
+            "oracle": how64,
+            "methods": found.coverage(),
+            "seconds": found.seconds,
+            "calibration_ratio": tol.value / observed if observed > 0 else math.inf,
         },
         defects_sample=d.cpu().tolist()[:4096],
-        defects_sample_float64=[] if d64 is None else d64.cpu().tolist()[:4096],
+        defects_sample_float64=[] if found.ratios64 is None else (found.ratios64 * tol64.value).cpu().tolist()[:4096],
     )
 
+
+def _short(x: torch.Tensor | None) -> str:
+    if x is None:
+        return "None"
+    vals = x.flatten().cpu().tolist()
+    text = "[" + ", ".join(f"{v:.4g}" for v in vals[:8]) + (", …" if len(vals) > 8 else "") + "]"
+    return text

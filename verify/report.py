@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from verify.checking import ArchitectureResult, ClaimResult  # noqa: E402
-from verify.evidence import Failure, Measurement, Proof, Refutation  # noqa: E402
+from verify.evidence import Binding, Failure, Measurement, Proof, Refutation  # noqa: E402
 
 MAX_LATEX = 1500  # a block map longer than this is summarised by its description
 
@@ -225,12 +225,69 @@ def _numeric_section(r: ClaimResult) -> list[str]:
         ("worst input", "[" + ", ".join(f"{v:.4g}" for v in m.worst_input) + "]"),
         ("shrunk counterexample", "none" if m.counterexample is None else
          "[" + ", ".join(f"{v:.4g}" for v in m.counterexample) + f"] (defect {_fmt(m.counterexample_defect)})"),
-        ("inputs", f"{m.n_inputs} ({m.search.get('batch')} batched + {m.search.get('hypothesis_examples')} hypothesis-targeted), "
-                   f"box {m.search.get('box_low')}..{m.search.get('box_high')} ×{m.search.get('beyond_factor')}"),
+        ("tolerance / observed float32 defect", _fmt(m.search.get("calibration_ratio", math.nan))),
+        ("domain", _domain_text(m.search.get("domain", {}))),
+        ("float64 oracle", m.search.get("oracle", "—")),
+        ("inputs", str(m.n_inputs)),
         ("dtype / device / seed", f"{m.dtype} / {m.device} / {m.seed}"),
         ("seconds", f"{m.seconds:.2f}"),
     ]
-    return ["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    return (["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+            + _coverage_table(m.search.get("methods", {})))
+
+
+def _domain_text(d: dict) -> str:
+    if not d:
+        return "—"
+    if d.get("kind") == "box":
+        return (f"data box {d['low']}..{d['high']}, searched at scales ×{', '.join(f'{s:g}' for s in d['scales'])}; "
+                f"claimed {d['claimed_region']}")
+    return ", ".join(f"{k} {v}" for k, v in d.items())
+
+
+def _coverage_table(methods: dict) -> list[str]:
+    """What each search method did and the worst ratio defect/tolerance it found (the coverage, stated)."""
+    if not methods:
+        return []
+    lines = ["*Search coverage* (ratio = defect / tolerance; > 1 is a violation):", "",
+             "| method | what it did | best ratio (model dtype) | best ratio (float64) |", "|---|---|---|---|"]
+    for name, m in methods.items():
+        if name == "sampling":
+            did = f"{m.get('inputs')} inputs at scales ×{', '.join(m.get('scales', []))}"
+        elif name == "hypothesis":
+            did = f"{m.get('examples', 0)} examples"
+        else:
+            did = f"{m.get('starts')} starts × {m.get('steps')} steps, {m.get('accepted_moves')} moves accepted"
+            if name == "gradient" and m.get("flat_gradients"):
+                did += f", {m['flat_gradients']} flat gradients"
+        f64 = m.get("best_ratio_float64")
+        is64 = name in ("gradient", "smoothed")
+        lines.append(f"| {name} | {m.get('method', '')}: {did} | {'—' if is64 else _fmt(m.get('best_ratio'))} | "
+                     f"{_fmt(m.get('best_ratio')) if is64 else _fmt(f64) if f64 is not None else '—'} |")
+    per = methods.get("sampling", {}).get("per_scale", {})
+    if per:
+        lines += ["", "| scale | inputs | worst ratio | worst ratio (float64) |", "|---|---|---|---|"]
+        lines += [f"| ×{k} | {v['inputs']} | {_fmt(v['worst_ratio'])} | {_fmt(v.get('worst_ratio_float64', math.nan))} |"
+                  for k, v in per.items()]
+    return lines + [""]
+
+
+def _binding_section(r: ClaimResult) -> list[str]:
+    b = r.binding
+    sym = r.symbolic
+    if b is None:
+        if sym is not None and getattr(sym, "bound_by", ""):
+            return [f"*Binding:* the proof was made on the module's own numbers: {sym.bound_by}.", ""]
+        if sym is not None and sym.verdict.value == "proved":
+            return ["*Binding:* none: the proof is not bound to the module's code, so it does not make the claim `proved`.", ""]
+        return []
+    lines = [f"*Binding ({b.verdict.value}, {b.seconds:.2f} s):* {b.summary}", ""]
+    if isinstance(b, Binding):
+        lines += [f"Method: {b.method}; layers: {', '.join(b.layers[:12])}{'…' if len(b.layers) > 12 else ''}; "
+                  f"tolerance {_fmt(b.tolerance)} = {b.tolerance_formula}.", ""]
+    elif isinstance(b, Failure):
+        lines += [f"Expected: {b.expected}. Fix: {b.fix}", ""]
+    return lines
 
 
 def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
@@ -277,7 +334,7 @@ def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
         lines += [f"## {r.claim}", ""]
         if not r.claim.expected:
             lines += [f"Why it is false: {r.claim.reason}", ""]
-        lines += _symbolic_section(r) + _numeric_section(r)
+        lines += _symbolic_section(r) + _binding_section(r) + _numeric_section(r)
     if figs["defects.png"]:
         lines += ["## Defect distributions", "", "![defects](defects.png)", ""]
     if result.rollout is not None:

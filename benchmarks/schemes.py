@@ -1,4 +1,4 @@
-"""Benchmark of the exact scheme calculus (run: ``python -m verify.schemes.bench``).
+"""Benchmark of the exact scheme calculus (run: ``python -m benchmarks.schemes``).
 
 All timings are taken in one process.  "cold" includes building the number
 field (primitive element) and, where stated, generating the trees; "warm"
@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import sympy as sp
 
-from . import catalogue as C
-from . import exact, trees
-from .properties import order, order_conditions, symplectic
+from verify.schemes import catalogue as C
+from verify.schemes import exact, trees
+from verify.schemes.properties import order, order_conditions, symplectic
 from verify.timelimit import run_with_time_limit
 
 TARGETS_MS = {

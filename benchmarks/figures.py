@@ -8,7 +8,7 @@
    torch.autograd.functional.jacobian loop, 4096 inputs at 2d = 16, float64, and
    their agreement.
 3. Equivariance: our enumeration of C8 and D8 against escnn's check_equivariance
-   (verify/bench_equivariance.py).
+   (benchmarks/equivariance.py).
 
 `verify bench` writes reports/benchmarks.{json,md}.
 """
@@ -27,9 +27,10 @@ from models.henonnet import henon_block
 from models.shears import activation_shear_block, gradient_shear_block, linear_shear_block
 from properties import Symplectic
 from properties.symplectic import omega_matrix
-from verify.derive import derive, derive_scheme, prove_block
+from verify.derive import derive, prove_block
 from verify.errors import SymbolicTimeout
 from verify.symbolic import Builder, SymbolicBlock, Vec
+from verify.subject import Subject
 from verify.timelimit import within_limit
 
 
@@ -132,14 +133,10 @@ def registry_symbolic(size: str = "full") -> dict[str, Any]:
     for arch in all_architectures():
         blocks = arch.symbolic_blocks(size)
         t = time.perf_counter()
+        subject = Subject(name=arch.name, architecture=arch, size=size, blocks=blocks, scheme=arch.scheme, time_limit=60.0)
         for claim in arch.claims:
             # as check() does it, less the decisions that need trained weights (StableStep's exact h_max)
-            if hasattr(claim.property, "derive_symbolic"):
-                claim.property.derive_symbolic(arch, size, 60.0)
-            elif arch.scheme is not None:
-                derive_scheme(claim.property, arch.scheme)
-            else:
-                derive(claim.property, blocks)
+            claim.property.symbolic(subject)
         per_arch[arch.name] = time.perf_counter() - t
     return {"size": size, "seconds": time.perf_counter() - t0, "per_architecture": per_arch}
 
@@ -180,10 +177,10 @@ def run(quick: bool = False) -> dict[str, Any]:
     result["registry_symbolic"] = registry_symbolic("quick" if quick else "full")
     result["numeric"] = bench_numeric(n=256 if quick else 4096, d=2 if quick else 8, repeats=1 if quick else 3)
     if not quick:
-        from verify.schemes import bench as scheme_bench
+        from benchmarks import schemes as scheme_bench
 
         result["schemes"] = scheme_bench.run()
-        from verify import bench_equivariance
+        from benchmarks import equivariance as bench_equivariance
 
         result["equivariance"] = bench_equivariance.run()
     return result
@@ -220,7 +217,7 @@ def to_markdown(r: dict[str, Any]) -> str:
         lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in r["schemes"].items()]
         lines.append("")
     if "equivariance" in r:
-        from verify import bench_equivariance
+        from benchmarks import equivariance as bench_equivariance
 
         lines += bench_equivariance.to_markdown(r["equivariance"])
     return "\n".join(lines)

@@ -5,7 +5,7 @@ elements with replacement and asserts at the first failure. On a C8 R2Conv the 4
 are themselves inexact, so it fails a correct layer. Ours enumerates every element, uses smooth
 windowed inputs, measures the transform's own floor, and still refutes a layer with one perturbed
 filter entry. Timing (issue 4's figure): our whole enumeration of C8 and D8, floor included, against escnn's 20
-samples. Run: `python -m verify.bench_equivariance` (also part of `verify bench`).
+samples. Run: `python -m benchmarks.equivariance` (also part of `verify bench`).
 """
 from __future__ import annotations
 

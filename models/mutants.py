@@ -1,0 +1,139 @@
+"""Mutants with planted violations, for measuring the verifier's own detection power.
+
+Each mutant is a genuine model plus a term that breaks one claim by a chosen relative size δ,
+switched on only in a chosen *placement*: everywhere in the data box, only far beyond it (|x|∞ > k
+times the box), only inside a small region of the box (hard-edged or smooth), or only in the code
+while the symbolic twin stays the correct layer. They are not registered at import: the power
+suite (benchmarks/power.py, tests/test_power.py) registers them through the public API, as an
+outside user would, and checks that every one is refuted and no correct model is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from models.shears import Composition, GradientShear
+from models.sympnets import GSympNet
+from models.controls import AdditiveShear
+
+PLACEMENTS = ("box", "far-3", "far-30", "far-300", "region-hard", "region-smooth")
+SIZES = (1e-1, 1e-3, 1e-5)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a planted violation is switched on: a switch s(x) ∈ [0, 1] (1 where the violation is)."""
+
+    name: str
+    description: str
+    switch: Callable[[torch.Tensor], torch.Tensor]  # (B, n) -> (B, 1)
+
+
+def placement(name: str, dim: int, seed: int = 0) -> Placement:
+    """The switch of a placement, for inputs of dimension `dim` and the data box [−1, 1]ⁿ."""
+    gen = torch.Generator().manual_seed(1000 + seed)
+    centre = (torch.rand(dim, generator=gen, dtype=torch.float64) * 1.4 - 0.7)  # inside the box, off the axes
+    if name == "box":
+        return Placement(name, "everywhere", lambda x: torch.ones_like(x[..., :1]))
+    if name.startswith("far-"):
+        k = float(name.split("-")[1])
+        return Placement(name, f"only where |x|∞ > {k:g} (the data box is |x|∞ ≤ 1)",
+                         lambda x: (x.abs().amax(-1, keepdim=True) > k).to(x.dtype))
+    if name == "region-hard":
+        r = 0.1
+        return Placement(name, f"only inside a hard-edged ball of radius {r:g} at {[round(float(c), 3) for c in centre]}",
+                         lambda x: ((x - centre.to(x)).norm(dim=-1, keepdim=True) < r).to(x.dtype))
+    if name == "region-smooth":
+        w = 0.05
+        return Placement(name, f"a Gaussian bump of width {w:g} at {[round(float(c), 3) for c in centre]}",
+                         lambda x: torch.exp(-((x - centre.to(x)) ** 2).sum(-1, keepdim=True) / (2 * w * w)))
+    raise ValueError(f"placement={name!r}: expected one of {PLACEMENTS}")
+
+
+class Planted(nn.Module):
+    """base(x) with coordinate 0 scaled by (1 + δ·s(x)): det J and JᵀΩJ move by about δ where s = 1.
+
+    For Invertible the forward is left alone and the inverse is off instead: f⁻¹(y) + δ·s(y)·y₀ e₀.
+    """
+
+    def __init__(self, base: nn.Module, delta: float, where: Placement, target: str) -> None:
+        super().__init__()
+        self.base, self.delta, self.where, self.target = base, delta, where, target
+
+    @property
+    def depth(self) -> int:
+        return getattr(self.base, "depth", 1) + 1
+
+    def _bump(self, x: torch.Tensor) -> torch.Tensor:
+        e0 = torch.zeros_like(x)
+        e0[..., 0] = 1.0
+        return self.delta * self.where.switch(x) * x[..., :1] * e0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        return y if self.target == "Invertible" else y + self._bump(y)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        if self.target == "Invertible":
+            return self.base.inverse(y) + self._bump(y)
+        raise NotImplementedError("only the Invertible mutant is inverted")
+
+
+def correct_model(kind: str, dim: int, seed: int) -> nn.Module:
+    """A genuine model at a seed, its weights scaled up to a trained model's magnitude (|a| ~ 1)."""
+    torch.manual_seed(seed)
+    if kind == "g-sympnet":
+        m = GSympNet(dim, layers=4, width=8)
+        with torch.no_grad():
+            for layer in m.layers:
+                layer.a.mul_(10.0)
+        return m.eval()
+    if kind == "additive-coupling":
+        m = Composition([AdditiveShear(dim // 2, 8, kick=(i % 2 == 0)) for i in range(4)])
+        with torch.no_grad():
+            for layer in m.layers:
+                layer.W2.mul_(10.0)
+        return m.eval()
+    raise ValueError(f"kind={kind!r}: expected 'g-sympnet' or 'additive-coupling'")
+
+
+BASE_FOR = {"Symplectic": "g-sympnet", "VolumePreserving": "additive-coupling", "Invertible": "additive-coupling"}
+
+
+def mutant(prop: str, delta: float, where: str, dim: int = 2, seed: int = 0) -> nn.Module:
+    return Planted(correct_model(BASE_FOR[prop], dim, seed), delta, placement(where, dim, seed), prop).eval()
+
+
+class MismatchedTwinShear(GradientShear):
+    """A gradient shear whose code adds δ·σ(z)² where |z|∞ > k, while its declared twin is the plain gradient shear.
+
+    In one dimension the extra term is still a gradient, so the map stays symplectic: only the binding
+    of the twin to the code can tell that the proof is about another map.
+    """
+
+    def __init__(self, d: int, width: int, kick: bool, delta: float, k: float) -> None:
+        super().__init__(d, width, kick)
+        self.delta, self.k = delta, k
+
+    def increment(self, z: torch.Tensor) -> torch.Tensor:
+        extra = self.delta * torch.tanh(z) ** 2 * (z.abs().amax(-1, keepdim=True) > self.k).to(z.dtype)
+        return super().increment(z) + extra
+
+
+def mismatched_twin(delta: float, k: float, dim: int = 2, seed: int = 0) -> nn.Module:
+    """A G-SympNet whose first layer's code differs from its twin by δ beyond |z| > k."""
+    m = correct_model("g-sympnet", dim, seed)
+    first = m.layers[0]
+    bad = MismatchedTwinShear(first.d, first.K.shape[0], first.kick, delta, k)
+    bad.load_state_dict(first.state_dict())
+    m.layers[0] = bad
+    return m.eval()
+
+
+def describe(prop: str, delta: float, where: str, dim: int) -> str:
+    return f"{prop} broken by δ = {delta:g} {placement(where, dim).description} (dim {dim})"
+
+

@@ -1,0 +1,60 @@
+"""The binding stage: does the symbolic form that was proved describe the module that runs?
+
+A proof is about a symbolic form: layer twins (hand-written, or generated from the code by torch.fx)
+or the scheme a network declares. Before that proof can make a claim `proved`, the form is
+instantiated with the module's own parameters and functions and compared with the module in float64,
+over inputs found by the same search engine as every property (growing scales, ascent on the
+mismatch, hypothesis): a mismatch beyond round-off is a violation of the claim as declared.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import torch
+
+from verify.domains import Domain
+from verify.errors import InputError
+from verify.evidence import Binding, Verdict
+from verify.search import Objective, search
+from verify.subject import Settings, Subject
+
+
+def binding_search(defects64: Callable[[torch.Tensor], torch.Tensor], tolerance: float, formula: str,
+                   domain: Domain | None, settings: Settings, *, method: str, layers: list[str],
+                   locate: Callable[[torch.Tensor], str] | None = None, device: torch.device | str = "cpu") -> Binding:
+    """Search the domain for the worst mismatch between a symbolic form and the module (both in float64)."""
+    start = time.perf_counter()
+    if domain is None:
+        raise InputError("domain", None, "a domain to draw inputs from (the phase-space dimension)",
+                         "pass dim=n or a domain to check()")
+    budget = settings.budget
+    objective = Objective(ratio=lambda x: defects64(x).detach() / tolerance, ratio64=None, differentiable=True)
+    found = search(objective, domain, seed=settings.seed, budget=budget, device=device)
+    worst_r, worst_x = found.worst()
+    worst = worst_r * tolerance
+    n = int(found.x.shape[0] + found.candidates.shape[0]) + int(found.methods.get("hypothesis", {}).get("examples", 0))
+    where = locate(worst_x) if (locate is not None and worst_r > 1.0) else ""
+    if not math.isfinite(worst):
+        verdict = Verdict.ERROR
+        summary = (f"the {method} or the module is not finite at x={worst_x.cpu().tolist()}; the binding could not be "
+                   "checked there")
+    elif worst_r > 1.0:
+        verdict = Verdict.VIOLATED
+        summary = (f"the declared symbolic form does not describe the module: max relative mismatch {worst:.3g} > "
+                   f"round-off tolerance {tolerance:.3g} at x={[round(v, 6) for v in worst_x.cpu().tolist()][:8]}"
+                   + (f" ({where})" if where else "") + "; the proof is about another map than the code")
+    else:
+        verdict = Verdict.HOLDS
+        summary = (f"{method}: the symbolic form instantiated with the module's own parameters agrees with the module to "
+                   f"{worst:.3g} ≤ {tolerance:.3g} (float64) over {n} inputs at scales ×{', '.join(found.methods['sampling']['scales'])}")
+    return Binding(stage="binding", verdict=verdict, summary=summary, seconds=time.perf_counter() - start,
+                   method=method, layers=layers, n_inputs=n, max_mismatch=worst, tolerance=tolerance,
+                   tolerance_formula=formula, worst_input=worst_x.cpu().tolist(), where=where,
+                   search={"domain": domain.describe(), "methods": found.coverage()})
+
+
+def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding | None:
+    """Bind the subject's proved symbolic form to its module; None when there is no form to bind."""
+    return None  # filled in when the layer binding lands

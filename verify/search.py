@@ -1,0 +1,316 @@
+"""The one search engine: find the worst input of a claim on any domain.
+
+A claim's check is an *objective*: a per-input ratio r(x) = defect(x) / tolerance, evaluated on the
+model as it runs (its dtype, its device) and, where the property has one, on a float64 copy (the
+oracle). r > 1 is a violation. The engine looks for the largest r by four methods and reports what
+each found (the coverage is part of the evidence):
+
+1. **sampling**: seeded quasi-random (scrambled Sobol) inputs at every scale of the domain, from the
+   data's own extent outward (×2, ×10, ×100, ×10³) and down to tiny magnitudes;
+2. **gradient ascent** on log r₆₄ from many starts at once (the best samples of every scale plus fresh
+   ones): the float64 defect of a structural violation is smooth and far above float64 round-off, so
+   it gives a slope to climb towards a localised violation long before float32 can see it;
+3. **smoothed ascent** where the gradient is flat (a defect that is zero, up to round-off, around a
+   start): a (1+λ) evolution strategy on the Gaussian-smoothed objective, with an annealed step;
+4. **hypothesis**, targeting r and shrinking any violation (seeded from the check's seed; no example
+   database, so the same seed gives the same verdict).
+
+Whatever violates is shrunk (domain.shrink) to a small counterexample and replayed in float64.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from verify.domains import Box, Domain
+
+Ratio = Callable[[torch.Tensor], torch.Tensor]  # float64 inputs (B, ...) -> float64 ratios (B,)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much searching a check does (the defaults are the quick-size settings of the registry)."""
+
+    n_inputs: int = 8192  # quasi-random samples over all scales; three quarters at the data's own scale
+    starts: int = 48  # gradient / smoothed ascent starts
+    steps: int = 20  # ascent steps per start
+    population: int = 4  # smoothed-ascent candidates per start and step
+    examples: int = 100  # hypothesis examples
+    chunk: int = 1024  # inputs per batched evaluation (memory bound for Jacobian properties)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What to maximise: the ratio on the model as it runs, and on its float64 copy (None: no oracle)."""
+
+    ratio: Ratio
+    ratio64: Ratio | None = None
+    differentiable: bool = True  # ratio64 can be differentiated with respect to its input
+
+
+@dataclass
+class SearchResult:
+    """Everything the engine evaluated, the worst input per method, and the counterexample if any."""
+
+    x: torch.Tensor  # the sampled inputs (float64), for quantiles and plots
+    ratios: torch.Tensor  # model-dtype ratio per sampled input
+    ratios64: torch.Tensor | None  # float64 ratio per sampled input
+    candidates: torch.Tensor  # the best inputs of every method (float64), replayed on both
+    cand_ratios: torch.Tensor
+    cand_ratios64: torch.Tensor | None
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counterexample: torch.Tensor | None = None
+    counterexample_ratio: float | None = None
+    counterexample_dtype: str = ""
+    seconds: float = 0.0
+
+    def worst(self, oracle: bool = False) -> tuple[float, torch.Tensor]:
+        pairs = [(self.ratios, self.x), (self.cand_ratios, self.candidates)]
+        if oracle:
+            if self.ratios64 is None:
+                return math.nan, self.x[0]
+            pairs = [(self.ratios64, self.x), (self.cand_ratios64, self.candidates)]
+        best, best_x = -math.inf, self.x[0]
+        for r, xs in pairs:
+            if r is None or r.numel() == 0:
+                continue
+            r = torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
+            i = int(torch.argmax(r))
+            if float(r[i]) > best:
+                best, best_x = float(r[i]), xs[i]
+        return best, best_x
+
+    def coverage(self) -> dict[str, Any]:
+        return {k: {kk: vv for kk, vv in v.items() if kk != "x"} for k, v in self.methods.items()}
+
+
+def _batched(fn: Ratio, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    out = [fn(x[i:i + chunk]).detach().to(torch.float64) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
+
+
+def _nan_high(r: torch.Tensor) -> torch.Tensor:
+    """NaN counts as the worst possible ratio: a defect that cannot be computed is not a pass."""
+    return torch.where(torch.isnan(r), torch.full_like(r, math.inf), r)
+
+
+def _split(n: int, scales: Sequence[float]) -> list[int]:
+    """Three quarters of the samples at the data's own scale (where a localised violation needs density), the rest
+    spread evenly over the other scales (a violation that starts far out fills most of a larger box)."""
+    if len(scales) == 1:
+        return [n]
+    first = (3 * n) // 4
+    rest = n - first
+    each = [rest // (len(scales) - 1)] * (len(scales) - 1)
+    each[0] += rest - sum(each)
+    return [first] + each
+
+
+def _sample(obj: Objective, domain: Domain, budget: Budget, gen: torch.Generator, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    scales = list(domain.scales())
+    xs, per_scale = [], {}
+    for s, n in zip(scales, _split(budget.n_inputs, scales)):
+        if n > 0:
+            xs.append(domain.draw(n, s, gen).to(device))
+    x = torch.cat(xs)
+    r = _nan_high(_batched(obj.ratio, x, budget.chunk))
+    r64 = None if obj.ratio64 is None else _nan_high(_batched(obj.ratio64, x, budget.chunk))
+    start = 0
+    for s, n in zip(scales, _split(budget.n_inputs, scales)):
+        if n > 0:
+            per_scale[f"{s:g}"] = {"inputs": n, "worst_ratio": float(r[start:start + n].max()),
+                                   **({"worst_ratio_float64": float(r64[start:start + n].max())} if r64 is not None else {})}
+            start += n
+    info = {"method": "seeded scrambled-Sobol samples at each scale of the domain", "inputs": int(x.shape[0]),
+            "scales": [f"{s:g}" for s in scales], "per_scale": per_scale, "best_ratio": float(r.max()),
+            **({"best_ratio_float64": float(r64.max())} if r64 is not None else {})}
+    return x, r, r64, info
+
+
+def _starts(x: torch.Tensor, score: torch.Tensor, domain: Domain, budget: Budget, gen: torch.Generator) -> torch.Tensor:
+    """The best-scoring samples (half of the starts) and fresh draws spread over the scales (the other half)."""
+    k = min(budget.starts // 2, x.shape[0])
+    best = x[torch.topk(score, k).indices]
+    scales = list(domain.scales())
+    fresh_n = budget.starts - k
+    fresh = [domain.draw(max(1, fresh_n // len(scales)), s, gen).to(x.device) for s in scales] if fresh_n > 0 else []
+    return torch.cat([best, *fresh])[: budget.starts] if fresh else best
+
+
+def _ascend(obj: Objective, domain: Domain, x0: torch.Tensor, budget: Budget, gen: torch.Generator
+            ) -> tuple[torch.Tensor, dict[str, Any], dict[str, Any]]:
+    """Gradient ascent on log r₆₄ plus a (1+λ) smoothed ascent, batched over starts; the best point of each start."""
+    fn = obj.ratio64 if obj.ratio64 is not None else obj.ratio
+    x = x0.clone()
+
+    def log_ratio(z: torch.Tensor) -> torch.Tensor:
+        return torch.log(_nan_high(fn(z)).clamp_min(1e-300))
+
+    with torch.no_grad():
+        cur = log_ratio(x)
+    grad_best, smooth_best = -math.inf, -math.inf
+    grad_moves = smooth_moves = flat = 0
+    size = 0.05
+    for step in range(budget.steps):
+        # gradient step (normalised, relative to the input's magnitude): x ← x + η·g/|g|∞·max(1, |x|∞)
+        g = None
+        if obj.differentiable:
+            z = x.clone().requires_grad_(True)
+            try:
+                val = log_ratio(z)
+                (g,) = torch.autograd.grad(val.sum(), z, allow_unused=True)
+            except RuntimeError:
+                g = None  # not differentiable after all (e.g. an integer op): the smoothed ascent carries on
+        if g is not None:
+            g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+            gnorm = g.flatten(1).abs().amax(1)
+            is_flat = gnorm == 0
+            flat += int(is_flat.sum())
+            mag = x.flatten(1).abs().amax(1).clamp_min(1.0)
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            cand = domain.clip(x + size * (g / gnorm.clamp_min(1e-300).reshape(shape)) * mag.reshape(shape))
+            with torch.no_grad():
+                val_c = log_ratio(cand)
+            better = (val_c > cur) & ~is_flat
+            grad_moves += int(better.sum())
+            x = torch.where(better.reshape(shape), cand, x)
+            cur = torch.where(better, val_c, cur)
+            grad_best = max(grad_best, float(cur.max()))
+        # smoothed ascent: λ random neighbours per start, keep the best if it improves (an ES on the smoothed objective)
+        lam = budget.population
+        neigh = domain.perturb(x.repeat_interleave(lam, 0), size, gen)
+        with torch.no_grad():
+            val_n = log_ratio(neigh).reshape(-1, lam)
+        j = torch.argmax(val_n, dim=1)
+        best_n = val_n[torch.arange(x.shape[0]), j]
+        better = best_n > cur
+        smooth_moves += int(better.sum())
+        pick = neigh.reshape(x.shape[0], lam, *x.shape[1:])[torch.arange(x.shape[0]), j]
+        x = torch.where(better.reshape((-1,) + (1,) * (x.dim() - 1)), pick, x)
+        cur = torch.where(better, best_n, cur)
+        smooth_best = max(smooth_best, float(cur.max()))
+        size *= 0.85  # annealed: wide steps first, then a local climb
+    oracle = "float64 copy" if obj.ratio64 is not None else "the model as it runs (no float64 oracle)"
+    grad_info = {"method": f"normalised gradient ascent on log r on the {oracle}", "starts": int(x0.shape[0]),
+                 "steps": budget.steps, "accepted_moves": grad_moves, "flat_gradients": flat,
+                 "best_ratio": math.exp(grad_best) if grad_best > -math.inf else None,
+                 "ran": obj.differentiable}
+    smooth_info = {"method": f"(1+{budget.population}) evolution strategy on the smoothed objective, annealed step",
+                   "starts": int(x0.shape[0]), "steps": budget.steps, "accepted_moves": smooth_moves,
+                   "best_ratio": math.exp(smooth_best) if smooth_best > -math.inf else None}
+    return x, grad_info, smooth_info
+
+
+def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, device: torch.device) -> dict[str, Any]:
+    """Hypothesis over the domain's scales (boxes: coordinates; other domains: pool draws), targeting r."""
+    if budget.examples <= 0:
+        return {"examples": 0}
+    from hypothesis import HealthCheck, Phase, given, settings, target
+    from hypothesis import seed as hseed
+    from hypothesis import strategies as st
+
+    scales = list(domain.scales())
+    if isinstance(domain, Box):
+        c = [(a + b) / 2 for a, b in zip(domain.low, domain.high)]
+        h = [(b - a) / 2 for a, b in zip(domain.low, domain.high)]
+        unit = st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=len(c), max_size=len(c))
+
+        def build(s: float, u: list[float]) -> torch.Tensor:
+            x = torch.tensor([[ci + ui * hi * s for ci, ui, hi in zip(c, u, h)]], dtype=torch.float64, device=device)
+            return domain.clip(x)
+
+        strategy = st.tuples(st.sampled_from(scales), unit)
+    else:
+        strategy = st.tuples(st.sampled_from(scales), st.integers(0, 2**31 - 1))
+
+        def build(s: float, u: int) -> torch.Tensor:
+            return domain.draw(1, s, torch.Generator().manual_seed(u)).to(device)
+
+    seen: dict[str, Any] = {"examples": 0, "worst": -math.inf, "worst_x": None, "fail": None}
+
+    @hseed(seed)
+    @settings(max_examples=budget.examples, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.target, Phase.shrink])
+    @given(strategy)
+    def probe(example: tuple) -> None:
+        x = build(*example)
+        r = float(_nan_high(obj.ratio(x))[0])
+        seen["examples"] += 1
+        target(min(r, 1e300), label="defect / tolerance")
+        if r > seen["worst"]:
+            seen["worst"], seen["worst_x"] = r, x[0]
+        if not r <= 1.0:
+            seen["fail"] = (x[0], r)
+            raise AssertionError(f"ratio {r:.3g} > 1")
+
+    failed = False
+    try:
+        probe()
+    except AssertionError:
+        failed = True  # hypothesis replays the shrunk example last, so seen["fail"] is the minimal one
+    return {"method": "hypothesis (seeded from the check's seed, no example database), target r, shrink on failure",
+            "examples": seen["examples"], "best_ratio": seen["worst"] if seen["examples"] else None,
+            "x": seen["worst_x"], "counterexample": seen["fail"] if failed else None}
+
+
+def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget(),
+           device: torch.device | str = "cpu") -> SearchResult:
+    """Run every method on the objective over the domain; every random choice follows from `seed`."""
+    start = time.perf_counter()
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    x, r, r64, sample_info = _sample(obj, domain, budget, gen, device)
+    methods: dict[str, dict[str, Any]] = {"sampling": sample_info}
+    cand = [x[torch.topk(r, min(8, r.numel())).indices]]
+    if r64 is not None:
+        cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    if budget.starts > 0 and budget.steps > 0:
+        score = r64 if r64 is not None else r
+        x0 = _starts(x, score, domain, budget, gen)
+        xa, grad_info, smooth_info = _ascend(obj, domain, x0, budget, gen)
+        methods["gradient"], methods["smoothed"] = grad_info, smooth_info
+        cand.append(xa)
+    hyp = _hypothesis(obj, domain, budget, seed, device)
+    methods["hypothesis"] = hyp
+    if hyp.get("x") is not None:
+        cand.append(hyp["x"].unsqueeze(0))
+    if hyp.get("counterexample") is not None:
+        cand.append(hyp["counterexample"][0].unsqueeze(0))
+    candidates = torch.cat(cand)
+    cr = _nan_high(_batched(obj.ratio, candidates, budget.chunk))
+    cr64 = None if obj.ratio64 is None else _nan_high(_batched(obj.ratio64, candidates, budget.chunk))
+    result = SearchResult(x=x, ratios=r, ratios64=r64, candidates=candidates, cand_ratios=cr, cand_ratios64=cr64,
+                          methods=methods)
+    _counterexample(obj, domain, result, hyp)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _counterexample(obj: Objective, domain: Domain, result: SearchResult, hyp: dict[str, Any]) -> None:
+    """Shrink the worst violating input: in the model's dtype when it fails there, else on the float64 copy."""
+    worst, wx = result.worst()
+    if worst > 1.0:
+        fn, dtype = obj.ratio, "model"
+        if hyp.get("counterexample") is not None:  # hypothesis has already shrunk one
+            x, r = hyp["counterexample"]
+            result.counterexample, result.counterexample_ratio, result.counterexample_dtype = x, r, dtype
+            return
+    elif obj.ratio64 is not None and result.worst(oracle=True)[0] > 1.0:
+        worst, wx = result.worst(oracle=True)
+        fn, dtype = obj.ratio64, "float64"
+    else:
+        return
+
+    def fails(z: torch.Tensor) -> bool:
+        return bool(_nan_high(fn(z.unsqueeze(0)).detach())[0] > 1.0)
+
+    with torch.no_grad():
+        small = domain.shrink(wx, fails)
+        result.counterexample = small
+        result.counterexample_ratio = float(_nan_high(fn(small.unsqueeze(0)))[0])
+    result.counterexample_dtype = dtype
