@@ -13,7 +13,7 @@ the kinetic drift q ← q + a·h·∇T(p); `strang` is then velocity Verlet.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,33 +25,11 @@ from models.tasks import HamiltonianTask
 from properties import StableStep, Symplectic
 from verify.errors import InputError
 from verify.registry import Size, architecture, register_task
-
-
-def _floats(seq) -> list:
-    return [float(v) for v in seq]
-
-
-def scheme_plan(name: str) -> tuple[str, Any]:
-    """('split', [(operator, coefficient)]) or ('rk', (A, b)) in floats, from the exact catalogue entry."""
-    from verify.schemes import catalogue
-    from verify.schemes.tableau import ButcherTableau, Composition, Splitting
-
-    scheme = catalogue.get(name)
-    if isinstance(scheme, Splitting):
-        return "split", [(k, float(a)) for k, a in scheme.steps]
-    if isinstance(scheme, Composition) and isinstance(scheme.base, Splitting):
-        return "split", [(k, float(a) * float(g)) for g in scheme.gammas for k, a in scheme.base.steps]
-    if isinstance(scheme, ButcherTableau):
-        A = [_floats(row) for row in scheme.A]
-        if any(A[i][j] != 0 for i in range(len(A)) for j in range(i, len(A))):
-            raise InputError("scheme", name, "an explicit tableau (A strictly lower triangular)",
-                             "use an explicit method, or a splitting/composition for separable Hamiltonians")
-        return "rk", (A, _floats(scheme.b))
-    raise InputError("scheme", name, "a splitting, a composition of a splitting, or an explicit RK tableau",
-                     "see `verify scheme --list`")
+from verify.schemes.stepping import scheme_plan  # noqa: F401  (the flattened plan a module steps by; re-exported)
 
 
 def rk_step(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, h: torch.Tensor | float, A: list, b: list) -> torch.Tensor:
+    """One explicit RK step: the module's own code (the engine's binding compares it with verify.schemes.stepping)."""
     ks: list[torch.Tensor] = []
     for i in range(len(b)):
         xi = x
@@ -75,6 +53,10 @@ class SchemeHamiltonianNet(nn.Module):
     @property
     def depth(self) -> int:
         return len(self.plan) if self.kind == "split" else 2 * len(self.plan[1])
+
+    def hamiltonian(self, x: torch.Tensor) -> torch.Tensor:
+        """H(q, p) = T(p) + V(q), one scalar per row: the field below is (∂H/∂p, −∂H/∂q) in closed form."""
+        return self.T(x[..., self.d :]) + self.V(x[..., : self.d])
 
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
         q, p = x[..., : self.d], x[..., self.d :]
