@@ -55,6 +55,37 @@ def binding_search(defects64: Callable[[torch.Tensor], torch.Tensor], tolerance:
                    search={"domain": domain.describe(), "methods": found.coverage()})
 
 
+def module_to_bind(subject: Subject, arch: Any, size: str) -> torch.nn.Module:
+    """The trained module when there is one; else a freshly built one (a symbolic-only run still binds the code)."""
+    if subject.model is not None:
+        return subject.model
+    if arch is None:
+        raise InputError("model", None, "a module to bind the symbolic form to", "pass model=... to check()")
+    return arch.build(size).eval()
+
+
 def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding | None:
     """Bind the subject's proved symbolic form to its module; None when there is no form to bind."""
+    if subject.scheme is not None:
+        return bind_scheme_stage(subject, arch, size, domain, settings)
     return None  # filled in when the layer binding lands
+
+
+def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:
+    """A scheme-declared network: its forward against the engine's own steps of its own vector field (verify/schemes/stepping.py)."""
+    from verify.numeric import float64_copy, model_device
+    from verify.schemes import stepping
+
+    model = module_to_bind(subject, arch, size)
+    model64, how = float64_copy(model)
+    if model64 is None:
+        raise InputError("float64 copy", how, "a module that can be copied to float64 for the binding",
+                         "make the module deep-copyable, or check it numerically only (symbolic=False)")
+    model64.eval()
+    steps = int(getattr(model64, "steps", 1))
+    fn = stepping.scheme_mismatch_defects(model64, subject.scheme)
+    tol = stepping.tolerance(subject.scheme, steps)
+    return binding_search(fn, tol, stepping.TOLERANCE_FORMULA, domain, settings,
+                          method=f"scheme {subject.scheme} stepped by the engine on the module's own vector field "
+                                 "(and, where the module has hamiltonian(), the field checked to be Ω⁻¹∇H and separable)",
+                          layers=[f"{steps} step(s) of {subject.scheme}"], device=model_device(model64))

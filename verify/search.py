@@ -36,10 +36,10 @@ class Budget:
     """How much searching a check does (the defaults are the quick-size settings of the registry)."""
 
     n_inputs: int = 8192  # quasi-random samples over all scales; three quarters at the data's own scale
-    starts: int = 48  # gradient / smoothed ascent starts
-    steps: int = 20  # ascent steps per start
+    starts: int = 32  # gradient / smoothed ascent starts
+    steps: int = 16  # ascent steps per start
     population: int = 4  # smoothed-ascent candidates per start and step
-    examples: int = 100  # hypothesis examples
+    examples: int = 60  # hypothesis examples
     chunk: int = 1024  # inputs per batched evaluation (memory bound for Jacobian properties)
 
 
