@@ -12,6 +12,7 @@ from torch import nn
 
 from models.shears import Composition, GradientShear, Shear, gradient_shear_block, shear_block
 from properties import Invertible, Symplectic, VolumePreserving
+from verify.binding import Bound
 from verify.registry import Size, architecture
 from verify.symbolic import Builder, SymbolicBlock, Vec
 
@@ -49,6 +50,9 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + torch.tanh(x @ self.W1.T + self.b1) @ self.W2.T
 
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(residual_block(self.W1.shape[1], self.W1.shape[0]), self, functions={"sigma": torch.tanh})]
+
 
 class ResNetFlow(Composition):
     """A ResNet x ← x + W₂σ(W₁x + b₁) read as forward-Euler steps; claims symplecticity falsely."""
@@ -60,13 +64,15 @@ class ResNetFlow(Composition):
         raise NotImplementedError("a ResNet block has no closed-form inverse")
 
 
-def residual_blocks(cfg: Mapping[str, Any]) -> list:
-    n, w = cfg["dim"], cfg.get("width", 16)
-
+def residual_block(n: int, w: int) -> SymbolicBlock:
     def forward(b: Builder, x: Vec) -> Vec:
         return x + b.matrix("W2", n, w) @ b.act("sigma", b.matrix("W1", w, n) @ x + b.bias("b1", w))
 
-    return [SymbolicBlock("residual block", n, forward, description="x + W₂σ(W₁x + b₁)")]
+    return SymbolicBlock("residual block", n, forward, description="x + W₂σ(W₁x + b₁)")
+
+
+def residual_blocks(cfg: Mapping[str, Any]) -> list:
+    return [residual_block(cfg["dim"], cfg.get("width", 16))]
 
 
 architecture(
@@ -86,6 +92,9 @@ class MismatchedShear(GradientShear):
 
     def increment(self, z: torch.Tensor) -> torch.Tensor:
         return (self.a * self.sigma(z @ self.L.T + self.b)) @ self.K
+
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(gradient_shear_block(self.d, self.K.shape[0], self.kick, mismatched=True), self)]
 
 
 class MismatchedSympNet(Composition):
@@ -133,6 +142,9 @@ class AffineShear(Shear):
         moved = moving * torch.exp(s) + t if sign > 0 else (moving - t) * torch.exp(-s)
         return torch.cat([q, moved] if self.kick else [moved, p], dim=-1)
 
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(affine_block(self.d, self.W.shape[0], self.kick), self, functions={"sigma": torch.tanh})]
+
 
 class AffineCoupling(Composition):
     """Affine coupling flow (RealNVP): invertible, but its log-det Σs(q) is not zero."""
@@ -141,26 +153,26 @@ class AffineCoupling(Composition):
         super().__init__([AffineShear(dim // 2, width, kick=(i % 2 == 0)) for i in range(layers)])
 
 
+def affine_block(d: int, w: int, kick: bool) -> SymbolicBlock:
+    def apply(b: Builder, x: Vec, forward: bool) -> Vec:
+        q, p = x[:d], x[d:]
+        fixed, moving = (q, p) if kick else (p, q)
+        h = b.act("sigma", b.matrix("W", w, d) @ fixed + b.bias("c", w))
+        s, t = b.matrix("S", d, w) @ h, b.matrix("T", d, w) @ h
+        if forward:
+            moved = moving * b.exp(s) + t
+        else:
+            moved = (moving - t) * b.exp(-s)
+        return Builder.concat(q, moved) if kick else Builder.concat(moved, p)
+
+    return SymbolicBlock(f"affine coupling {'kick' if kick else 'drift'}", 2 * d,
+                         lambda b, x: apply(b, x, True), lambda b, y: apply(b, y, False),
+                         "p ← p ⊙ exp(Sσ(Wq + c)) + Tσ(Wq + c)")
+
+
 def affine_blocks(cfg: Mapping[str, Any]) -> list:
     d, w = cfg["dim"] // 2, cfg.get("width", 16)
-
-    def make(kick: bool) -> SymbolicBlock:
-        def apply(b: Builder, x: Vec, forward: bool) -> Vec:
-            q, p = x[:d], x[d:]
-            fixed, moving = (q, p) if kick else (p, q)
-            h = b.act("sigma", b.matrix("W", w, d) @ fixed + b.bias("c", w))
-            s, t = b.matrix("S", d, w) @ h, b.matrix("T", d, w) @ h
-            if forward:
-                moved = moving * b.exp(s) + t
-            else:
-                moved = (moving - t) * b.exp(-s)
-            return Builder.concat(q, moved) if kick else Builder.concat(moved, p)
-
-        return SymbolicBlock(f"affine coupling {'kick' if kick else 'drift'}", 2 * d,
-                             lambda b, x: apply(b, x, True), lambda b, y: apply(b, y, False),
-                             "p ← p ⊙ exp(Sσ(Wq + c)) + Tσ(Wq + c)")
-
-    return [make(True), make(False)]
+    return [affine_block(d, w, True), affine_block(d, w, False)]
 
 
 architecture(
@@ -188,6 +200,10 @@ class AdditiveShear(Shear):
         # the bug under test: the drift layers' inverse adds the increment again
         return self._shift(y, 1.0 if (self.buggy_inverse and not self.kick) else -1.0)
 
+    def symbolic_layers(self) -> list[Bound]:
+        block = additive_block(self.d, self.W1.shape[0], self.kick, buggy=self.buggy_inverse and not self.kick)
+        return [Bound(block, self, functions={"sigma": torch.tanh})]
+
 
 class BuggyInverseCoupling(Composition):
     """NICE-style additive coupling whose drift layers' inverse has a sign error."""
@@ -196,18 +212,22 @@ class BuggyInverseCoupling(Composition):
         super().__init__([AdditiveShear(dim // 2, width, kick=(i % 2 == 0), buggy_inverse=True) for i in range(layers)])
 
 
-def additive_blocks(cfg: Mapping[str, Any], buggy: bool = True) -> list:
-    d, w = cfg["dim"] // 2, cfg.get("width", 16)
+def additive_block(d: int, w: int, kick: bool, buggy: bool = False) -> SymbolicBlock:
+    """The additive shear; `buggy`: its inverse program is the forward again (the drift layers' sign error)."""
 
     def inc(b: Builder, z: Vec) -> Vec:
         return b.matrix("W2", d, w) @ b.act("sigma", b.matrix("W1", w, d) @ z + b.bias("b", w))
 
-    kick = shear_block("additive", d, True, inc, "f(z) = W₂σ(W₁z + b)")
-    drift = shear_block("additive", d, False, inc, "f(z) = W₂σ(W₁z + b)")
+    block = shear_block("additive", d, kick, inc, "f(z) = W₂σ(W₁z + b)")
     if buggy:
-        drift = SymbolicBlock(drift.name + " (inverse with sign error)", drift.dim, drift.forward,
-                              inverse=drift.forward, description="inverse adds f(p) again")
-    return [kick, drift]
+        block = SymbolicBlock(block.name + " (inverse with sign error)", block.dim, block.forward,
+                              inverse=block.forward, description="inverse adds f(p) again")
+    return block
+
+
+def additive_blocks(cfg: Mapping[str, Any], buggy: bool = True) -> list:
+    d, w = cfg["dim"] // 2, cfg.get("width", 16)
+    return [additive_block(d, w, True), additive_block(d, w, False, buggy=buggy)]
 
 
 architecture(

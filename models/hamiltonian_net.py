@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from models.sympnets import SYMPLECTIC_FAMILY
+from verify.binding import Bound
 from verify.registry import Size, architecture
 from verify.symbolic import Builder, SymbolicBlock, Vec
 
@@ -76,6 +77,24 @@ class HamiltonianNet(nn.Module):
         for _ in range(self.substeps):
             q, p = self._step(q, p, -self.dt)
         return torch.cat([q, p], dim=-1)
+
+    def symbolic_layers(self) -> list[Bound]:
+        """Per step: half kick, drift, half kick. The kick block holds the ½ itself, so both take h = dt.
+
+        V and T are bound to the module's scalar potentials (Potential.forward): the twin
+        differentiates them by autograd, while the module steps with its hand-written
+        Potential.gradient, so a wrong hand-written gradient shows up as a mismatch.
+        """
+        kick, drift = verlet_blocks({"dim": 2 * self.d})
+        steps = []
+        for s in range(self.substeps):
+            # one forward call runs every sub-step, so all layers after the first continue that call
+            steps += [
+                Bound(kick, self, {"h": self.dt}, {"V": self.V}, label=f"step {s + 1} half kick", continues_call=s > 0),
+                Bound(drift, self, {"h": self.dt}, {"T": self.T}, label=f"step {s + 1} drift", continues_call=True),
+                Bound(kick, self, {"h": self.dt}, {"V": self.V}, label=f"step {s + 1} half kick", continues_call=True),
+            ]
+        return steps
 
 
 VERLET_COMPOSITION = "per step: half kick ∘ drift ∘ half kick (Störmer–Verlet), repeated `substeps` times"

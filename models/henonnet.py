@@ -13,6 +13,7 @@ from torch import nn
 
 from models.shears import Composition
 from models.sympnets import SYMPLECTIC_FAMILY
+from verify.binding import Bound
 from verify.registry import Size, architecture
 from verify.symbolic import Builder, SymbolicBlock, Vec
 
@@ -50,6 +51,12 @@ class HenonLayer(nn.Module):
         for _ in range(4):
             x, y = -y + self.grad_v(x - self.eta), x - self.eta
         return torch.cat([x, y], dim=-1)
+
+    def symbolic_layers(self) -> list[Bound]:
+        """Four iterations of one Hénon map; W, a, b, eta are the module's, σ' is its dtanh."""
+        block = henon_block(self.d, self.W.shape[0])
+        return [Bound(block, self, functions={"dsigma": dtanh}, label=f"HenonLayer map {k + 1}/4", continues_call=k > 0)
+                for k in range(4)]
 
 
 class HenonNet(Composition):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from verify.binding import Bound
+from verify.errors import InputError
 from verify.symbolic import Builder, SymbolicBlock, Vec
 
 ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": nn.functional.softplus}
@@ -16,8 +18,6 @@ ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": nn.func
 
 def activation(name: str):
     if name not in ACTIVATIONS:
-        from verify.errors import InputError
-
         raise InputError("activation", name, f"one of {sorted(ACTIVATIONS)}", "pick a smooth activation")
     return ACTIVATIONS[name]
 
@@ -57,6 +57,9 @@ class LinearShear(Shear):
     def increment(self, z: torch.Tensor) -> torch.Tensor:
         return z @ (self.A + self.A.T)
 
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(linear_shear_block(self.d, self.kick), self)]
+
 
 class ActivationShear(Shear):
     """f(z) = a ⊙ σ(z) (LA-SympNet activation module)."""
@@ -68,6 +71,9 @@ class ActivationShear(Shear):
 
     def increment(self, z: torch.Tensor) -> torch.Tensor:
         return self.a * self.sigma(z)
+
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(activation_shear_block(self.d, self.kick), self)]  # a, sigma: the module's own
 
 
 class GradientShear(Shear):
@@ -82,6 +88,9 @@ class GradientShear(Shear):
 
     def increment(self, z: torch.Tensor) -> torch.Tensor:
         return (self.a * self.sigma(z @ self.K.T + self.b)) @ self.K
+
+    def symbolic_layers(self) -> list[Bound]:
+        return [Bound(gradient_shear_block(self.d, self.K.shape[0], self.kick), self)]
 
 
 class Translation(nn.Module):
@@ -98,6 +107,10 @@ class Translation(nn.Module):
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         return y - self.b
+
+    def symbolic_layers(self) -> list[Bound]:
+        # the block calls the shift c; the module calls it b
+        return [Bound(translation_block(self.b.shape[0]), self, parameters={"c": self.b})]
 
 
 class Composition(nn.Module):
@@ -120,6 +133,17 @@ class Composition(nn.Module):
         for layer in reversed(self.layers):
             y = layer.inverse(y)
         return y
+
+    def symbolic_layers(self) -> list[Bound]:
+        """The children's bound layers, in the order forward applies them."""
+        out: list[Bound] = []
+        for i, layer in enumerate(self.layers):
+            own = getattr(layer, "symbolic_layers", None)
+            if not callable(own):
+                raise InputError(f"layer {i} of {type(self).__name__}", type(layer).__name__,
+                                 "a module with symbolic_layers()", f"implement symbolic_layers() on {type(layer).__name__}")
+            out += list(own())
+        return out
 
 
 # --- symbolic twins ------------------------------------------------------------

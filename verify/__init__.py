@@ -17,6 +17,7 @@ _EXPORTS = {
     "Note": "verify.evidence", "Proof": "verify.evidence", "Refutation": "verify.evidence", "Verdict": "verify.evidence",
     "Architecture": "verify.registry", "Size": "verify.registry", "architecture": "verify.registry",
     "register_task": "verify.registry", "Builder": "verify.symbolic", "SymbolicBlock": "verify.symbolic",
+    "Bound": "verify.binding",
     "Claim": "verify.claims", "ArchitectureResult": "verify.checking", "ClaimResult": "verify.checking", "check": "verify.checking",
 }
 

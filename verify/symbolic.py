@@ -11,7 +11,10 @@ same program runs on three backends:
   chain rule, so no sympy ``Subs``/``Derivative`` object ever reaches a zero test
   and an identity such as JᵀΩJ − Ω = 0 is decided by exact polynomial arithmetic;
 * ``float``: concrete numbers (σ = tanh, a fixed smooth potential) to turn a
-  non-zero residual into a concrete counterexample.
+  non-zero residual into a concrete counterexample;
+* ``torch``: the block instantiated with a module's own tensors and functions,
+  batched over inputs (``trace_torch``), so that verify.binding can check that the
+  twin computes what the module computes.
 
 Because the activation stays abstract, a proof covers every activation function
 and every parameter value of the block.
@@ -21,11 +24,14 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import sympy as sp
 
 from verify.polynomial import SPoly, to_ring
+
+if TYPE_CHECKING:  # torch is imported only where the torch backend runs, so the exact stage stays light
+    import torch
 
 Row = dict  # sparse Jacobian row: column index -> scalar
 
@@ -533,3 +539,137 @@ def float_parameters(traced: Traced) -> dict[str, float]:
     assert isinstance(traced.backend, _Float)
     return dict(traced.backend.values)
 
+
+
+# --- torch backend: the block instantiated with a module's own tensors ----------------
+
+
+class _Torch(_Backend):
+    """A scalar is a float64 tensor: shape (B,) for anything that depends on the input, 0-d for a parameter.
+
+    `param` reads a bound value, `apply` calls the bound callable (the module's own
+    activation) on a (B,) tensor, and `gradient` differentiates the bound *scalar
+    potential* by autograd. A hand-written gradient is deliberately not accepted: the
+    proof assumes ∇V has a symmetric Hessian, which only holds for the gradient of a
+    potential, so the twin differentiates the module's potential and the binding then
+    compares that with whatever gradient the module's code computes.
+    """
+
+    jacobian = False
+
+    def __init__(self, values: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> None:
+        self.zero, self.one = 0.0, 1.0
+        self.values = values
+        self.functions = functions
+
+    def const(self, value: sp.Rational) -> Any:
+        return float(value)
+
+    def param(self, name: str) -> Any:
+        if name not in self.values:
+            from verify.errors import InputError
+
+            raise InputError("block symbol", name, "a value bound to it", "bind a tensor to the symbol's base name "
+                             "(a module parameter of that name, or Bound(parameters={...}))")
+        return self.values[name]
+
+    def _function(self, fname: str) -> Callable[..., Any]:
+        if fname not in self.functions:
+            from verify.errors import InputError
+
+            raise InputError("abstract function", fname, "a callable bound to it",
+                             f"bind the module's own function: Bound(functions={{{fname!r}: module.<function>}})")
+        return self.functions[fname]
+
+    @staticmethod
+    def _tensor(value: Any) -> "torch.Tensor":
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            return value
+        return torch.tensor(float(value), dtype=torch.float64)
+
+    def apply(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        t = self._tensor(arg)
+        out = self._function(fname)(t)
+        if getattr(out, "shape", None) != t.shape:
+            from verify.errors import InputError
+
+            raise InputError(f"shape of {fname}(z)", tuple(getattr(out, "shape", ())), f"{tuple(t.shape)} (elementwise)",
+                             f"bind an elementwise function to {fname!r}")
+        return out, None
+
+    def exp(self, arg: Any) -> Any:
+        import torch
+
+        return torch.exp(self._tensor(arg))
+
+    def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
+        import torch
+
+        from verify.errors import InputError
+
+        V = self._function(fname)
+        z = torch.stack(torch.broadcast_tensors(*[self._tensor(a) for a in args]), dim=-1)
+        if z.dim() == 1:  # every argument was a parameter: a batch of one
+            z = z.unsqueeze(0)
+        # keep the graph when the caller differentiates the twin (gradient ascent on a mismatch)
+        track = torch.is_grad_enabled() and z.requires_grad
+        with torch.enable_grad():
+            zz = z if track else z.detach().requires_grad_(True)
+            v = V(zz)
+            if not isinstance(v, torch.Tensor) or v.shape != zz.shape[:-1]:
+                raise InputError(
+                    f"shape of {fname}(z) for z of shape {tuple(zz.shape)}", tuple(getattr(v, "shape", ())),
+                    f"{tuple(zz.shape[:-1])}: a scalar potential per input",
+                    f"bind the module's scalar potential to {fname!r} (the twin takes its gradient by autograd); "
+                    "a hand-written gradient is not accepted, since the proof assumes ∇V has a symmetric Hessian",
+                )
+            (g,) = torch.autograd.grad(v.sum(), zz, create_graph=track)
+        if len(args) and all(not isinstance(a, torch.Tensor) or a.dim() == 0 for a in args):
+            g = g[0]
+        return list(g.unbind(-1)), []
+
+
+def trace_torch(
+    block: SymbolicBlock,
+    x: "torch.Tensor",
+    values: Mapping[str, "torch.Tensor"],
+    functions: Mapping[str, Callable[..., Any]],
+    inverse: bool = False,
+) -> "torch.Tensor":
+    """The block's forward (or its inverse program) on a batch x of shape (B, n), float64.
+
+    `values` maps the block's scalar symbol names (a_0, K_01, h, ...) to 0-d float64
+    tensors; `functions` maps each abstract function to a callable: an elementwise one
+    for `act`, a scalar potential (B, k) -> (B,) for `grad` (differentiated by autograd).
+    """
+    import torch
+
+    from verify.errors import InputError
+
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != block.dim:
+        raise InputError("input shape", tuple(getattr(x, "shape", ())), f"(B, {block.dim}) for block {block.name!r}",
+                         "pass a batch of phase-space points of the block's dimension")
+    if x.dtype != torch.float64:
+        raise InputError("input dtype", x.dtype, "torch.float64", "call with x.double(): the twin runs in float64")
+    clash = [k for k in values if k.startswith("x_") and k[2:].isdigit()]
+    if clash:
+        raise InputError("block symbol", clash[0], "a name other than x_<i> (the state)", "rename the parameter")
+    for name, v in values.items():
+        if isinstance(v, torch.Tensor) and v.dtype != torch.float64:
+            raise InputError(f"dtype of the value bound to {name!r}", v.dtype, "torch.float64",
+                             "bind the tensors of a float64 copy of the module")
+    program = block.inverse if inverse else block.forward
+    if program is None:
+        raise InputError("inverse of block", block.name, "a block with an inverse program",
+                         "give the SymbolicBlock an inverse= program, or do not ask for the inverse twin")
+    columns = list(x.unbind(1))
+    backend = _Torch({**values, **{f"x_{i}": c for i, c in enumerate(columns)}}, functions)
+    b = Builder(backend)
+    y = program(b, Vec(b, columns, None))
+    if len(y) != block.dim:
+        raise InputError(f"output length of block {block.name!r}", len(y), f"dim={block.dim}",
+                         "a phase-space layer must map R^n to R^n")
+    out = [backend._tensor(v) for v in y.vals]
+    return torch.stack([v.expand(x.shape[0]) if v.dim() == 0 else v for v in out], dim=1)
