@@ -8,6 +8,7 @@ mismatch, hypothesis): a mismatch beyond round-off is a violation of the claim a
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any, Callable
@@ -21,22 +22,27 @@ from verify.search import Objective, search
 from verify.subject import Settings, Subject
 
 
-def binding_search(defects64: Callable[[torch.Tensor], torch.Tensor], tolerance: float, formula: str,
-                   domain: Domain | None, settings: Settings, *, method: str, layers: list[str],
+def binding_search(ratio64: Callable[[torch.Tensor], torch.Tensor], tolerance_at: Callable[[torch.Tensor], float],
+                   formula: str, domain: Domain | None, settings: Settings, *, method: str, layers: list[str],
                    locate: Callable[[torch.Tensor], str] | None = None, device: torch.device | str = "cpu") -> Binding:
-    """Search the domain for the worst mismatch between a symbolic form and the module (both in float64)."""
+    """Search the domain for the worst mismatch/tolerance ratio between a symbolic form and the module (float64)."""
     start = time.perf_counter()
     if domain is None:
         raise InputError("domain", None, "a domain to draw inputs from (the phase-space dimension)",
                          "pass dim=n or a domain to check()")
-    budget = settings.budget
-    objective = Objective(ratio=lambda x: defects64(x).detach() / tolerance, ratio64=None, differentiable=True)
+    # float64 against float64: no round-off to see through, so a lighter search than a property's (half the samples,
+    # half the ascent, half the hypothesis examples) still finds a structural mismatch wherever it is
+    b = settings.budget
+    budget = dataclasses.replace(b, n_inputs=max(1, b.n_inputs // 2), starts=b.starts // 2, steps=b.steps // 2,
+                                 examples=b.examples // 2)
+    objective = Objective(ratio=ratio64, ratio64=None, differentiable=True)
     found = search(objective, domain, seed=settings.seed, budget=budget, device=device)
     worst_r, worst_x = found.worst()
+    tolerance = tolerance_at(worst_x) if math.isfinite(worst_r) else math.nan
     worst = worst_r * tolerance
     n = int(found.x.shape[0] + found.candidates.shape[0]) + int(found.methods.get("hypothesis", {}).get("examples", 0))
     where = locate(worst_x) if (locate is not None and worst_r > 1.0) else ""
-    if not math.isfinite(worst):
+    if not math.isfinite(worst_r):
         verdict = Verdict.ERROR
         summary = (f"the {method} or the module is not finite at x={worst_x.cpu().tolist()}; the binding could not be "
                    "checked there")
@@ -68,7 +74,63 @@ def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, se
     """Bind the subject's proved symbolic form to its module; None when there is no form to bind."""
     if subject.scheme is not None:
         return bind_scheme_stage(subject, arch, size, domain, settings)
-    return None  # filled in when the layer binding lands
+    layers = subject.notes.get("layers")
+    if layers is None:
+        return None
+    if isinstance(layers, Exception):
+        raise layers  # the layers could not be bound: the message says which symbol, and the fix
+    return bind_layers_stage(subject.notes["model64"], layers, subject.notes.get("layers_how", ""), domain, settings)
+
+
+def resolve_layers(subject: Subject, arch: Any, size: str) -> None:
+    """Bind the subject's symbolic blocks to its module's layers (before the symbolic stage, which then proves
+    exactly the blocks the module's layers are bound to). Records the outcome in subject.notes."""
+    from verify import binding
+
+    if not subject.blocks and not callable(getattr(subject.model, "symbolic_layers", None)):
+        return
+    try:
+        model = module_to_bind(subject, arch, size)
+        model64, layers = binding.bind(model, subject.blocks or None, subject.dim)
+    except Exception as exc:  # recorded: every claim whose proof needs the binding gets this as an error
+        subject.notes["layers"] = exc
+        return
+    subject.notes.update(layers=layers, model64=model64,
+                         layers_how="hand-written twin bound by name (Bound layers: block, module parameters, functions)")
+    subject.blocks = binding.blocks_to_prove(layers)
+
+
+def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: Domain | None,
+                      settings: Settings) -> Binding:
+    """Layer twins against the module, forward and (where both have one) inverse, per input against a round-off
+    tolerance that follows each layer's own Jacobian (verify/binding.py, TOLERANCE_FORMULA)."""
+    from verify import binding
+    from verify.numeric import model_device
+
+    sides = [False] + ([True] if not binding._has_inverse(model64, layers) else [])
+    parts = [(binding.mismatch_defects(model64, layers, inverse=inv), binding.mismatch_tolerance(model64, layers, inverse=inv))
+             for inv in sides]
+
+    def ratio(x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for defects, tol in parts:
+            try:
+                r = defects(x) / tol(x).clamp_min(1e-300)
+            except NotImplementedError:  # an inverse() that only says it has none
+                continue
+            out = r if out is None else torch.maximum(out, r)
+        return out
+
+    def tolerance_at(x: torch.Tensor) -> float:
+        return float(parts[0][1](x.unsqueeze(0))[0])
+
+    def locate(x: torch.Tensor) -> str:
+        return binding.mismatch(model64, layers, x.unsqueeze(0))["summary"]
+
+    names = [layer.describe() for layer in layers]
+    return binding_search(ratio, tolerance_at, binding.TOLERANCE_FORMULA, domain, settings,
+                          method=how + (" (forward and inverse)" if len(parts) > 1 else " (forward)"),
+                          layers=names, locate=locate, device=model_device(model64))
 
 
 def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:
@@ -85,7 +147,7 @@ def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | N
     steps = int(getattr(model64, "steps", 1))
     fn = stepping.scheme_mismatch_defects(model64, subject.scheme)
     tol = stepping.tolerance(subject.scheme, steps)
-    return binding_search(fn, tol, stepping.TOLERANCE_FORMULA, domain, settings,
+    return binding_search(lambda x: fn(x) / tol, lambda x: tol, stepping.TOLERANCE_FORMULA, domain, settings,
                           method=f"scheme {subject.scheme} stepped by the engine on the module's own vector field "
                                  "(and, where the module has hamiltonian(), the field checked to be Ω⁻¹∇H and separable)",
                           layers=[f"{steps} step(s) of {subject.scheme}"], device=model_device(model64))

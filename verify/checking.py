@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import sympy
 import torch
 
-from verify.binding_stage import bind_stage
+from verify.binding_stage import bind_stage, resolve_layers
 from verify.claims import Claim, as_claim
 from verify.derive import DEFAULT_TIME_LIMIT, block_latex
 from verify.domains import Domain
@@ -185,6 +185,7 @@ def check(
     subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
                       depth=_depth(model) if model is not None else 1, blocks=blocks,
                       scheme=arch.scheme if arch else None, time_limit=time_limit)
+    resolve_layers(subject, arch, size)
     bindings: dict[Any, Evidence | None] = {}
 
     for claim in claim_list:
