@@ -14,6 +14,7 @@ grid and the layers' filters are checked against it (see verify/steerable.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import torch
 from properties.base import Property
 from verify.actions import Action, ImageField, SetAction, comparison_window, fourier_rotate, gaussian_blur
 from verify.errors import InputError, VerifyError
-from verify.evidence import Evidence, Failure, Verdict
+from verify.evidence import Evidence, Failure, Proof, Verdict
 from verify.groups import Group, PlaneGroup
 
 K_FLOOR = 4.0
@@ -209,7 +210,11 @@ class Equivariant(Property):
     def symbolic(self, subject: Any) -> Evidence | None:
         if subject.architecture is None:
             return None
-        return self.derive_symbolic(subject.architecture, subject.size, subject.time_limit)
+        found = self.derive_symbolic(subject.architecture, subject.size, subject.time_limit)
+        if isinstance(found, Proof) and not found.bound_by:
+            # the kernel constraint is checked on the module's own expanded filters: bound by construction
+            found = dataclasses.replace(found, bound_by="the kernel constraint checked on the module's own expanded filters")
+        return found
 
     def domain(self, subject: Any) -> Any:
         return None  # inputs are drawn by the actions (image fields, sets) from the task's data

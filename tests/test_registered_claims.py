@@ -4,6 +4,7 @@ Genuine claims must come out proved or holds; the false claims of negative contr
 must come out violated. The registry includes entry-point plugins, so a third-party
 package's architectures are tested here too.
 """
+import pytest
 
 from properties.equivariant import EquivarianceMeasurement
 from verify.registry import get_task
@@ -39,3 +40,21 @@ def test_symplectic_family_is_proved_after_training(registered_claim):
     # tasks whose loss is not a flow-map MSE (cross entropy, denoising) state their own "has learned" bound
     learned_below = getattr(get_task(result.architecture.task), "learned_below", 1e-2) if result.architecture else 1e-2
     assert result.trained is not None and result.trained.test_loss < learned_below, "the model should have learned its task"
+
+
+# A tolerance far above what correct models measure hides real violations. The bound is stated here, next to the
+# error model it checks (properties/base.py: 4·(L+n)·eps), and every genuine map claim is held to it.
+CALIBRATION_BOUND = 30.0
+
+
+def test_tolerances_are_calibrated_against_what_genuine_models_measure(registered_claim):
+    claim = registered_claim.claim
+    num = claim.numeric
+    if not claim.claim.expected or num is None or isinstance(num, EquivarianceMeasurement) or not hasattr(num, "search"):
+        pytest.skip("controls are judged by their refutation; equivariance states its own ratio (tests/test_equivariance_*)")
+    ratio = num.search["calibration_ratio"]
+    if num.max_defect == 0.0:
+        pytest.skip("an exactly zero defect (|R(hλ)| ≤ 1 everywhere, clamped) has no round-off to calibrate against")
+    assert 1.0 <= ratio <= CALIBRATION_BOUND, (
+        f"tolerance {num.tolerance:.3g} is {ratio:.3g}× the observed float32 defect {num.max_defect:.3g} "
+        f"(bound {CALIBRATION_BOUND:g}×): the error model {num.tolerance_formula} is far from reality")

@@ -16,15 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 USER_MODULE = textwrap.dedent('''
     import torch
+    from sympy import Rational
     from torch import nn
     from properties import Symplectic, VolumePreserving
     from verify import Builder, Size, SymbolicBlock, architecture
 
     def cubic_block(cfg):
-        def kick(b, x):
+        def kick_drift(b, x):  # the whole forward: the twin must describe the code it is bound to
             q, p = x[:1], x[1:]
-            return Builder.concat(q, p + (q * q * q).hadamard(b.vector("c", 1)))
-        return [SymbolicBlock("cubic kick", 2, kick)]
+            p = p + (q * q * q).hadamard(b.vector("c", 1))
+            return Builder.concat(q + p.scale(Rational(1, 10)), p)
+        return [SymbolicBlock("cubic kick then drift", 2, kick_drift)]
 
     @architecture("user-cubic-kick", claims=[Symplectic(), VolumePreserving()], task="pendulum", blocks=cubic_block,
                   sizes={"quick": Size(config={}, steps=100, lr=1e-2)})
@@ -39,7 +41,7 @@ USER_MODULE = textwrap.dedent('''
             return torch.cat([q + 0.1 * p, p], dim=-1)
 
     def squeeze_block(cfg):
-        return [SymbolicBlock("squeeze", 2, lambda b, x: Builder.concat(x[:1].scale(2), x[1:]))]
+        return [SymbolicBlock("squeeze", 2, lambda b, x: Builder.concat(x[:1].scale(2) + b.bias("b", 1), x[1:]))]
 
     @architecture("user-squeeze", claims=[Symplectic()], task="pendulum", blocks=squeeze_block,
                   sizes={"quick": Size(config={}, steps=50, lr=1e-2)})

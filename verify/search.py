@@ -89,7 +89,8 @@ class SearchResult:
 
 
 def _batched(fn: Ratio, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    out = [fn(x[i:i + chunk]).detach().to(torch.float64) for i in range(0, x.shape[0], chunk)]
+    with torch.no_grad():
+        out = [fn(x[i:i + chunk]).detach().to(torch.float64) for i in range(0, x.shape[0], chunk)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.float64)
 
 
@@ -239,7 +240,8 @@ def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, devic
     @given(strategy)
     def probe(example: tuple) -> None:
         x = build(*example)
-        r = float(_nan_high(obj.ratio(x))[0])
+        with torch.no_grad():
+            r = float(_nan_high(obj.ratio(x).detach())[0])
         seen["examples"] += 1
         target(min(r, 1e300), label="defect / tolerance")
         if r > seen["worst"]:

@@ -1,0 +1,36 @@
+"""The verifier's detection power, through the public API: every planted violation refuted, no correct model refuted.
+
+Mutants (models/mutants.py) break Symplectic, VolumePreserving or Invertible by a relative size δ ∈ {1e-1, 1e-3,
+1e-5}, placed everywhere in the data box, only far beyond it (|x|∞ > 3, 30, 300), only inside a small region, or
+only in the code of a layer whose declared twin stays correct. Each is registered with `architecture(...)` and
+checked with `check()` at the default settings, exactly as benchmarks/power.py does for reports/power/.
+"""
+import pytest
+
+from benchmarks.power import DIMS, PROMISED, PROPERTIES, _row
+from models import mutants
+
+CASES = [(p, w, n, d) for p in PROPERTIES for w in mutants.PLACEMENTS for n in DIMS[w] for d in mutants.SIZES
+         if (w, n) in PROMISED]
+
+
+@pytest.mark.parametrize("prop, where, dim, delta", CASES, ids=[f"{p}-{w}-{n}d-{d:g}" for p, w, n, d in CASES])
+def test_planted_violation_is_refuted(prop, where, dim, delta):
+    row = _row("mutant", prop, where, delta, dim, 0, lambda: mutants.mutant(prop, delta, where, dim))
+    assert row.verdict == "violated", f"{mutants.describe(prop, delta, where, dim)} came out {row.verdict}: {row.evidence}"
+
+
+@pytest.mark.parametrize("delta", mutants.SIZES)
+@pytest.mark.parametrize("k", [3.0, 30.0])
+def test_code_that_differs_from_its_twin_is_refuted_even_when_the_claim_is_true(delta, k):
+    row = _row("twin", "Symplectic", f"|z| > {k:g}", delta, 2, 0, lambda: mutants.mismatched_twin(delta, k))
+    assert row.verdict == "violated", row.evidence
+    assert "does not describe the module" in row.evidence and "layer 1" in row.evidence
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("dim", [2, 4])
+@pytest.mark.parametrize("prop", list(PROPERTIES))
+def test_correct_models_are_never_refuted(prop, dim, seed):
+    row = _row("correct", prop, "—", 0.0, dim, seed, lambda: mutants.correct_model(mutants.BASE_FOR[prop], dim, seed))
+    assert row.verdict in ("holds", "proved"), row.evidence
