@@ -865,18 +865,23 @@ def generate_block(layer: nn.Module, dim: int, name: str | None = None) -> Gener
                          ops=prep.ops)
 
 
-def generate_stages(layer: nn.Module, dim: int, name: str | None = None) -> list[GeneratedTwin]:
+def generate_stages(layer: nn.Module, dim: int, name: str | None = None, order: str = "slots") -> list[GeneratedTwin]:
     """The layer's forward cut into stages wherever its live state is exactly `dim` numbers; one twin per stage.
 
-    layer.forward = stages[-1] ∘ … ∘ stages[0], where each stage maps the coordinates at one cut (the live values,
-    ordered by the input slots they update, e.g. (q, p') after a kick) to those at the next. A composition-closed
-    property (Symplectic, VolumePreserving) proved for every stage is proved for the layer, with polynomials the
-    size of one stage instead of their product (a Störmer–Verlet step: kick, drift, kick). A stage that fails proves
-    nothing about the layer (a cut's coordinates need not be canonical): prove generate_block's twin instead.
+    layer.forward = stages[-1] ∘ … ∘ stages[0], where each stage maps the coordinates at one cut (the live values)
+    to those at the next. A composition-closed property (Symplectic, VolumePreserving) proved for every stage is
+    proved for the layer, with polynomials the size of one stage instead of their product (a Störmer–Verlet step:
+    kick, drift, kick). The order of a cut's coordinates is a choice: order="slots" (default) puts each value where
+    the input slot it updates was (p' = p − h∇V(q) takes p's place: right for shears and splitting steps);
+    order="nodes" keeps the order the code computes them in (right for maps that move values, such as a Hénon map
+    (x, y) ↦ (y + η, −x + ∇V(y)) written as `x, y = y + eta, -x + grad(y)`). A stage that fails proves nothing
+    about the layer (its cut coordinates may not be canonical): try the other order or prove generate_block's twin.
     Stages carry no inverse. A forward without interior cut gives [generate_block(layer, dim, name)].
     """
+    if order not in ("slots", "nodes"):
+        raise InputError("order", order, '"slots" or "nodes"', "pick how a cut's coordinates are ordered")
     prep = _prepare(layer, dim, with_inverse=False)
-    stages = _stages(prep.graphs["forward"], dim, prep.batch)
+    stages = _stages(prep.graphs["forward"], dim, prep.batch, by_slots=order == "slots")
     if len(stages) == 1:
         return [generate_block(layer, dim, name)]
     _check_stages(layer, prep, stages)
@@ -982,7 +987,7 @@ def _labels(gm: fx.GraphModule, dim: int) -> dict[fx.Node, Any]:
     return lab
 
 
-def _stages(gm: fx.GraphModule, dim: int, batch: int) -> list[_Stage]:
+def _stages(gm: fx.GraphModule, dim: int, batch: int, by_slots: bool) -> list[_Stage]:
     nodes = list(gm.graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
     dep = _input_dependent(gm)
@@ -1007,7 +1012,7 @@ def _stages(gm: fx.GraphModule, dim: int, batch: int) -> list[_Stage]:
         if not computes(seg_start, i):
             continue  # a stage of slicing alone is merged into the next one
         labs = [labels.get(n) for n in live]
-        if all(isinstance(l, tuple) and l for l in labs) and sorted(s for l in labs for s in l) == list(range(dim)):
+        if by_slots and all(isinstance(l, tuple) and l for l in labs) and sorted(s for l in labs for s in l) == list(range(dim)):
             live.sort(key=lambda n: min(labels[n]))  # canonical order: the slots each value updates
         cuts.append((i, tuple(live)))
         seg_start = i + 1
