@@ -18,6 +18,14 @@ same program runs on three backends:
 
 Because the activation stays abstract, a proof covers every activation function
 and every parameter value of the block.
+
+Concrete functions (``Builder.act_known``: tanh, sigmoid, exp, softplus, sin, cos)
+get one symbol for their value and carry their real derivative identity
+(tanh' = 1 − tanh², σ' = σ(1 − σ), exp' = exp, softplus' = σ, sin' = cos,
+cos' = −sin, with sin² + cos² = 1 as a relation): a block that writes out
+a derivative by hand, such as ``1 − tanh(z)²``, is then proved to be a gradient
+only through that identity. These are the twins generated from torch code
+(verify.fx_twin); hand-written twins keep abstract activations.
 """
 from __future__ import annotations
 
@@ -34,6 +42,19 @@ if TYPE_CHECKING:  # torch is imported only where the torch backend runs, so the
     import torch
 
 Row = dict  # sparse Jacobian row: column index -> scalar
+
+# concrete elementwise functions whose derivative the exact backend can state in terms of values it already has
+KNOWN_FUNCTIONS = ("tanh", "sigmoid", "exp", "softplus", "sin", "cos")
+
+
+def _check_known(fname: str) -> None:
+    if fname not in KNOWN_FUNCTIONS:
+        raise ValueError(f"unknown concrete function {fname!r}; expected one of {KNOWN_FUNCTIONS}")
+
+
+def matrix_entry(name: str, i: int, j: int, rows: int, cols: int) -> str:
+    """The parameter name of entry (i, j) of a rows×cols matrix parameter (Builder.matrix's convention)."""
+    return f"{name}_{i}{j}" if rows < 10 and cols < 10 else f"{name}_{i}_{j}"
 
 
 class _Backend:
@@ -54,6 +75,10 @@ class _Backend:
         raise NotImplementedError
 
     def exp(self, arg: Any) -> Any:
+        raise NotImplementedError
+
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        """Value and derivative of a concrete function (one of KNOWN_FUNCTIONS) at `arg`."""
         raise NotImplementedError
 
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
@@ -87,6 +112,15 @@ class _Collect(_Backend):
     def exp(self, arg: Any) -> Any:
         self.opaque.setdefault(self._key("exp", arg), ("exp", "exp", sp.exp(arg)))
         return sp.exp(arg)
+
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        _check_known(fname)
+        value = {
+            "tanh": sp.tanh, "sigmoid": lambda z: 1 / (1 + sp.exp(-z)), "exp": sp.exp,
+            "softplus": lambda z: sp.log(1 + sp.exp(z)), "sin": sp.sin, "cos": sp.cos,
+        }[fname](arg)
+        self.opaque.setdefault(self._key("known", fname, arg), ("known", fname, value))
+        return value, None
 
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         key = self._key("grad", fname, *args)
@@ -150,6 +184,36 @@ class _Ring(_Backend):
                 self.relations.append(self.cache[key] * mirror - self.one)
         return self.cache[key]
 
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        _check_known(fname)
+        if fname == "exp":
+            e = self.exp(arg)  # shares exp's symbols and its exp(a)·exp(−a) = 1 relation
+            return e, e
+        key = ("known", fname, arg)
+        if key not in self.cache:
+            if fname == "tanh":
+                s = self._take("tanh(@)", arg)
+                self.cache[key] = (s, self.one - s * s)
+            elif fname == "sigmoid":
+                s = self._take("sigmoid(@)", arg)
+                self.cache[key] = (s, s - s * s)
+            elif fname == "softplus":
+                u = self._take("softplus(@)", arg)
+                self.cache[key] = (u, self.apply_known("sigmoid", arg)[0])
+            else:
+                s, c = self._sincos(arg)
+                self.cache[key] = (s, c) if fname == "sin" else (c, -s)
+        return self.cache[key]
+
+    def _sincos(self, arg: Any) -> tuple[Any, Any]:
+        key = ("sincos", arg)
+        if key not in self.cache:
+            s, c = self._take("sin(@)", arg), self._take("cos(@)", arg)
+            # leading term s² (s is the older generator) is coprime to every other relation's: still a Gröbner basis
+            self.relations.append(s * s + c * c - self.one)
+            self.cache[key] = (s, c)
+        return self.cache[key]
+
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         key = ("grad", fname, *args)
         if key not in self.cache:
@@ -193,6 +257,24 @@ class _Float(_Backend):
 
     def exp(self, arg: Any) -> Any:
         return math.exp(arg)
+
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        _check_known(fname)
+        if fname == "tanh":
+            t = math.tanh(arg)
+            return t, 1.0 - t * t
+        if fname == "exp":
+            e = self.exp(arg)
+            return e, e
+        if fname in ("sigmoid", "softplus"):
+            e = math.exp(-abs(arg))  # overflow-free forms
+            sig = 1.0 / (1.0 + e) if arg >= 0 else e / (1.0 + e)
+            if fname == "sigmoid":
+                return sig, sig * (1.0 - sig)
+            return max(arg, 0.0) + math.log1p(e), sig
+        if fname == "sin":
+            return math.sin(arg), math.cos(arg)
+        return math.cos(arg), -math.sin(arg)
 
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         k = len(args)
@@ -325,7 +407,7 @@ class Builder:
         return [self.backend.param(f"{name}_{i}") for i in range(n)]
 
     def matrix(self, name: str, rows: int, cols: int) -> Mat:
-        return Mat([[self.backend.param(f"{name}_{i}{j}" if rows < 10 and cols < 10 else f"{name}_{i}_{j}")
+        return Mat([[self.backend.param(matrix_entry(name, i, j, rows, cols))
                      for j in range(cols)] for i in range(rows)])
 
     def bias(self, name: str, n: int) -> Vec:
@@ -341,6 +423,16 @@ class Builder:
         vals, jac = [], [] if v.jac is not None else None
         for i, x in enumerate(v.vals):
             val, der = self.backend.apply(fname, x)
+            vals.append(val)
+            if jac is not None:
+                jac.append(_row_scale(v.jac[i], der))
+        return Vec(self, vals, jac)
+
+    def act_known(self, fname: str, v: Vec) -> Vec:
+        """Elementwise concrete function (one of KNOWN_FUNCTIONS), with its real derivative identity."""
+        vals, jac = [], [] if v.jac is not None else None
+        for i, x in enumerate(v.vals):
+            val, der = self.backend.apply_known(fname, x)
             vals.append(val)
             if jac is not None:
                 jac.append(_row_scale(v.jac[i], der))
@@ -414,6 +506,9 @@ class Traced:
     def reduce(self, value: Any) -> Any:
         """An exact residual modulo the identities of the abstract functions (e.g. exp(a)exp(−a) = 1)."""
         relations = getattr(self.backend, "relations", None)
+        if relations and hasattr(value, "ring") and not isinstance(value, SPoly):
+            # a PolyElement from an elimination (a dense determinant): back to the backend's generators
+            value = _from_ring(value, self.backend.symbols)
         if not relations or not isinstance(value, SPoly):
             return value
         _, (v, *rels) = to_ring([value, *relations], self.backend.symbols)
@@ -423,6 +518,18 @@ class Traced:
         if isinstance(value, SPoly):
             return value.as_expr(self.backend.symbols)
         return value.as_expr() if hasattr(value, "as_expr") else sp.sympify(value)
+
+
+def _from_ring(value: Any, symbols: Sequence[sp.Symbol]) -> SPoly:
+    from sympy.external.gmpy import MPQ
+
+    index = {sym: i for i, sym in enumerate(symbols)}
+    gens = value.ring.symbols
+    terms = {}
+    for monom, coeff in value.terms():
+        mono = tuple(sorted(index[g] for g, e in zip(gens, monom) for _ in range(e)))
+        terms[mono] = MPQ(int(coeff.numerator), int(coeff.denominator))
+    return SPoly(terms)
 
 
 def _dense(rows: list[Row], n: int, zero: Any) -> list[list[Any]]:
@@ -480,6 +587,16 @@ class _Fingerprint(_Float):
         self._new(("exp", round(arg, 9)), 1)
         return super().exp(arg)
 
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        r = round(arg, 9)
+        if fname in ("tanh", "sigmoid", "softplus"):
+            self._new(("known", fname, r), 1)
+        if fname == "softplus":
+            self._new(("known", "sigmoid", r), 1)  # its derivative is the sigmoid symbol
+        if fname in ("sin", "cos"):
+            self._new(("sincos", r), 2)
+        return super().apply_known(fname, arg)  # exp is counted by self.exp
+
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         k = len(args)
         self._new(("grad", fname, tuple(round(a, 9) for a in args)), k + k * (k + 1) // 2)
@@ -519,9 +636,15 @@ class _LazyMeaning(dict):
         return default if g is None else self._backend.describe(g)
 
 
-def trace_float(block: SymbolicBlock, seed: int, x: Sequence[float] | None = None) -> Traced:
-    """A concrete instance of the block: seeded parameters, σ = tanh, a fixed smooth potential."""
+def trace_float(block: SymbolicBlock, seed: int, x: Sequence[float] | None = None,
+                values: Mapping[str, float] | None = None) -> Traced:
+    """A concrete instance of the block: seeded parameters, σ = tanh, a fixed smooth potential.
+
+    `values` fixes parameters by name (e.g. a module's own weights); the others are drawn from the seed.
+    """
     backend = _Float(seed)
+    for name, v in (values or {}).items():
+        backend.values[name] = float(v)
     if x is not None:
         for i, xi in enumerate(x):
             backend.values[f"x_{i}"] = float(xi)
@@ -603,6 +726,15 @@ class _Torch(_Backend):
         import torch
 
         return torch.exp(self._tensor(arg))
+
+    def apply_known(self, fname: str, arg: Any) -> tuple[Any, Any]:
+        """A concrete function (a twin generated from the code) is the torch function itself."""
+        import torch
+
+        _check_known(fname)
+        fn = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "exp": torch.exp, "softplus": torch.nn.functional.softplus,
+              "sin": torch.sin, "cos": torch.cos}[fname]
+        return fn(self._tensor(arg)), None
 
     def gradient(self, fname: str, args: Sequence[Any]) -> tuple[list[Any], list[list[Any]]]:
         import torch
