@@ -1,6 +1,7 @@
 """The property protocol: what every property provides, and the map-property base (defect + tolerance model)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,6 +64,8 @@ class Probe:
             self._J = batched_jacobian(self.model, self.x, strict=self.strict)
         return self._J
 
+
+GENERATED_TIME_LIMIT = 5.0  # seconds per layer obligation for twins generated from the code (torch.fx)
 
 Region = tuple  # (low corner, high corner) of the set where a claim is made; None: everywhere
 
@@ -160,7 +163,27 @@ class MapProperty(Property):
             found = derive_scheme(self, subject.scheme, subject.time_limit)
             if found is not None:
                 return found
-        return derive(self, subject.blocks, subject.time_limit)
+        if not subject.blocks and subject.notes.get("untraceable"):
+            from verify.evidence import Failure, Verdict
+
+            return Failure(stage="symbolic", verdict=Verdict.UNDECIDED,
+                           summary=f"no symbolic form: none is declared and the forward could not be generated from the "
+                                   f"code ({subject.notes['untraceable']}); the claim is checked numerically only",
+                           expected="a forward made of operations the symbolic algebra knows, or a declared twin",
+                           fix="declare blocks=... (a hand-written twin) or accept the numeric verdict")
+        limit = subject.time_limit
+        if subject.notes.get("layers_how", "").startswith("twin generated"):
+            # a twin generated from a monolithic forward can be far larger than a declared per-layer block: give it a
+            # shorter limit, so that an intractable one costs seconds, not the whole limit (it ends `undecided`)
+            limit = min(limit, GENERATED_TIME_LIMIT)
+            found = derive(self, subject.blocks, limit)
+            if found is not None and found.verdict.value == "proved":
+                # a generated twin carries the code's own activations (tanh' = 1 − tanh², ...), not abstract ones
+                found = dataclasses.replace(found, summary=found.summary.replace(
+                    "for any activation and any parameters",
+                    "for the activations the code uses and any parameters (twin generated from the code)"))
+            return found
+        return derive(self, subject.blocks, limit)
 
     def numeric(self, subject: "Subject", domain: "Domain | None", settings: "Settings") -> "Evidence":
         from verify.evidence import Failure, Verdict

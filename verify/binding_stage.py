@@ -82,21 +82,57 @@ def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, se
     return bind_layers_stage(subject.notes["model64"], layers, subject.notes.get("layers_how", ""), domain, settings)
 
 
-def resolve_layers(subject: Subject, arch: Any, size: str) -> None:
+def resolve_layers(subject: Subject, arch: Any, size: str, wants_layers: bool = True) -> None:
     """Bind the subject's symbolic blocks to its module's layers (before the symbolic stage, which then proves
     exactly the blocks the module's layers are bound to). Records the outcome in subject.notes."""
     from verify import binding
 
-    if not subject.blocks and not callable(getattr(subject.model, "symbolic_layers", None)):
-        return
     try:
         model = module_to_bind(subject, arch, size)
+    except Exception as exc:
+        subject.notes["layers"] = exc
+        return
+    declared = bool(subject.blocks) or callable(getattr(model, "symbolic_layers", None))
+    if not declared:
+        if subject.scheme is None and subject.dim is not None and wants_layers:
+            generate_from_code(subject, model)
+        return
+    try:
         model64, layers = binding.bind(model, subject.blocks or None, subject.dim)
     except Exception as exc:  # recorded: every claim whose proof needs the binding gets this as an error
         subject.notes["layers"] = exc
         return
     subject.notes.update(layers=layers, model64=model64,
                          layers_how="hand-written twin bound by name (Bound layers: block, module parameters, functions)")
+    subject.blocks = binding.blocks_to_prove(layers)
+
+
+def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
+    """No declared symbolic form: generate the twins from the module's own code (torch.fx), per layer.
+
+    An untraceable forward leaves the claims to the numeric stage, and subject.notes["untraceable"] says why
+    (the property's symbolic evidence then reads: hand-written twin or numeric only)."""
+    from verify import binding
+    from verify.fx_twin import Untraceable, generate_layers
+
+    model64 = binding.float64_copy(model)
+    try:
+        twins = generate_layers(model64, subject.dim)
+    except Untraceable as exc:
+        subject.notes["untraceable"] = str(exc)
+        return
+    except Exception as exc:  # torch.fx itself failed on this module: the same outcome, with the reason
+        subject.notes["untraceable"] = f"torch.fx could not trace {type(model).__name__}: {type(exc).__name__}: {exc}"
+        return
+    layers = []
+    for t in twins:
+        mod = model64.get_submodule(t.path) if t.path else model64
+        params = {base: mod.get_parameter(dotted) if dotted in dict(mod.named_parameters()) else mod.get_buffer(dotted)
+                  for base, dotted in t.parameters.items()}
+        layers.append(binding.Bound(t.block, module=mod, parameters=params,
+                                    label=f"{t.path or type(mod).__name__} ({t.layer_type}, generated from its code)"))
+    subject.notes.update(layers=layers, model64=model64,
+                         layers_how="twin generated from the module's code (torch.fx), bound to its own parameters")
     subject.blocks = binding.blocks_to_prove(layers)
 
 

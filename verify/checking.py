@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import sympy
 import torch
 
+from properties.base import MapProperty
 from verify.binding_stage import bind_stage, resolve_layers
 from verify.claims import Claim, as_claim
 from verify.derive import DEFAULT_TIME_LIMIT, block_latex
@@ -185,7 +186,8 @@ def check(
     subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
                       depth=_depth(model) if model is not None else 1, blocks=blocks,
                       scheme=arch.scheme if arch else None, time_limit=time_limit)
-    resolve_layers(subject, arch, size)
+    if symbolic:
+        resolve_layers(subject, arch, size, wants_layers=any(isinstance(c.property, MapProperty) for c in claim_list))
     bindings: dict[Any, Evidence | None] = {}
 
     for claim in claim_list:

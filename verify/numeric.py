@@ -71,7 +71,15 @@ def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096,
         return model(xi.unsqueeze(0)).squeeze(0)
 
     jac = torch.func.vmap(torch.func.jacrev(single))
-    parts = [jac(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    try:
+        parts = [jac(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    except RuntimeError as exc:
+        if "vmap" not in str(exc):
+            raise
+        # code vmap rejects (data-dependent control flow, .item(), in-place writes into an input): one reverse-mode
+        # Jacobian per input instead; slower, the same numbers
+        jac1 = torch.func.jacrev(single)
+        parts = [torch.stack([jac1(xi) for xi in x])]
     J = torch.cat(parts)
     if strict and not torch.isfinite(J).all():
         row = int((~torch.isfinite(J)).flatten(1).any(-1).nonzero()[0])
