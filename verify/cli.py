@@ -125,6 +125,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     extra = []
     if (out / "benchmarks.md").is_file():
         extra.append("Benchmarks: [benchmarks.md](benchmarks.md).")
+    extra.append("Detection power and false alarms (the verifier's own credentials, `python -m benchmarks.power`): "
+                 "[power/README.md](power/README.md).")
     if (out / "schemes").is_dir():
         extra.append("Schemes: [schemes/](schemes/).")
     if not args.names:
