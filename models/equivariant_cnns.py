@@ -9,9 +9,7 @@ acting by g⁻¹, and a C8 network that breaks equivariance only at 135°.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -19,7 +17,7 @@ from torch import nn
 from models.image_tasks import SIZE
 from properties.equivariant import Equivariant
 from verify.actions import ImageField, disk_mask
-from verify.groups import PlaneGroup, field_representation, trivial
+from verify.groups import PlaneGroup, trivial
 from verify.registry import Size, architecture
 
 REFERENCE = "M. Weiler, G. Cesa, General E(2)-Equivariant Steerable CNNs, NeurIPS 2019 (escnn)"
@@ -64,6 +62,11 @@ class MaskedMean(nn.Module):
         rms = torch.sqrt((x * x * self.mask).sum((-2, -1)) / n + 1e-12)
         return torch.cat([mean, rms], dim=-1)
 
+    def spatial_pooling(self) -> tuple[torch.Tensor, int]:
+        """For the symbolic walk (verify/steerable.py): my output is, per channel, 2 statistics (mean, rms) that see
+        the input only through sums over this mask of pointwise functions of it."""
+        return self.mask, 2
+
 
 def _head(features: int, classes: int) -> nn.Module:
     return nn.Sequential(nn.Linear(2 * features, 32), nn.ReLU(), nn.Linear(32, classes))
@@ -89,8 +92,10 @@ class PerturbedR2Conv(nn.Module):
         y = torch.nn.functional.conv2d(x.tensor, filt + self.perturbation, bias, padding=self.conv.padding)
         return enn.GeometricTensor(y, self.out_type)
 
-    def filter_parametrisation(self) -> tuple[str, torch.Tensor]:
-        return "escnn basis + fixed perturbation", self.perturbation
+    def filter_parametrisation(self) -> tuple[nn.Module, torch.Tensor]:
+        """For the symbolic walk (verify/steerable.py): my filter is conv's steerable filter plus this fixed tensor,
+        my bias conv's, and forward is conv2d with them."""
+        return self.conv, self.perturbation
 
 
 class SteerableClassifier(nn.Module):
@@ -219,16 +224,6 @@ def _sizes(quick: Mapping[str, Any], **kw: Any) -> dict[str, Size]:
     q = dict(QUICK)
     q.update(kw)
     return {"quick": Size(config=dict(quick), **q), "full": Size(config=dict(quick), steps=300, lr=1e-2, n_train=1797, batch=64)}
-
-
-def steerable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The convolution layers of a model, in order, for the symbolic stage."""
-    out = []
-    for name, m in model.named_modules():
-        if isinstance(m, PerturbedR2Conv) or isinstance(m, nn.Conv2d) or (
-                type(m).__name__ == "R2Conv" and not any(isinstance(p, PerturbedR2Conv) and p.conv is m for p in model.modules())):
-            out.append((name, m))
-    return out
 
 
 architecture(

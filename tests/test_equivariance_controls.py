@@ -1,10 +1,17 @@
 """Each equivariance control is refuted, and at the right group elements (shares the registry test's trained results)."""
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from properties.equivariant import Equivariant
 from verify.checking import check
 from verify.evidence import Verdict
+from verify.registry import all_architectures
+
+GENUINE = sorted(a.name for a in all_architectures()
+                 if any(isinstance(c.property, Equivariant) and c.expected for c in a.claims))
 
 
 def _result(verify_results, name):
@@ -41,6 +48,7 @@ def test_grid_groups_are_proved_and_exact(verify_results, name):
     assert r.verdict is Verdict.PROVED
     assert all(lab == "exact" for lab in r.numeric.labels)
     assert max(r.numeric.errors) <= r.numeric.tolerance
+    assert r.symbolic.blocks[-1].block.startswith("output")  # the walk reached the output
 
 
 def test_c8_interpolated_elements_judged_against_the_floor(verify_results):
@@ -52,3 +60,24 @@ def test_c8_interpolated_elements_judged_against_the_floor(verify_results):
     assert all(m.floors[i] > 0 for i in interp)
     assert m.untrained.get("errors"), "the re-initialised model is checked too"
     assert m.search["examples"] >= 20 and m.search["counterexample"] is None and m.search["worst_ratio"] <= 1
+
+
+@pytest.mark.parametrize("name", GENUINE)
+def test_genuine_tolerances_are_calibrated(verify_results, name):
+    """Every genuine registered equivariant network: the exact-element tolerance sits at most 30× above the float32
+    error the trained network really shows (a tolerance far above reality would pass planted violations), the
+    ratio is printed in the evidence, and the float64 oracle finds nothing structural."""
+    r = _result(verify_results, name)
+    m = r.numeric
+    assert m.verdict is Verdict.HOLDS and m.classification == "none", m.summary
+    exact = [i for i, lab in enumerate(m.labels) if lab == "exact"]
+    if math.isnan(m.calibration_ratio):
+        # bit-exact in float32 at every exact element (the GNN: row-wise layers, A·h permutes exactly): there is no
+        # round-off to calibrate against, and the float64 oracle's tolerance is at the float64 level
+        assert all(m.errors[i] == 0.0 for i in exact) and m.tolerance_float64 < 1e-12, m.summary
+        assert "no round-off at all" in m.summary
+    else:
+        assert 1.0 <= m.calibration_ratio <= 30.0, (m.calibration_ratio, m.summary)
+        assert f"{m.calibration_ratio:.3g}" in m.summary
+    assert all(e <= t for e, t in zip(m.errors_float64, m.thresholds_float64))
+    assert max(m.thresholds[i] for i in exact) < 1e-5, m.tolerance_formula  # the old 2·L·K·eps sat at 8e-4

@@ -1,7 +1,6 @@
 """Groups, representations, transforms, the kernel constraint and the per-element check (fast unit tests)."""
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
