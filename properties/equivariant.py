@@ -275,12 +275,15 @@ class Equivariant(Property):
 
     # -- the property protocol ------------------------------------------------------
     def symbolic(self, subject: Any) -> Evidence | None:
-        if subject.architecture is None:
+        from verify.steerable import derive_steerable
+
+        if subject.architecture is None and subject.model is None:
             return None
-        found = self.derive_symbolic(subject.architecture, subject.size, subject.time_limit)
+        found = derive_steerable(self, subject.architecture, subject.size, subject.time_limit, model=subject.model)
         if isinstance(found, Proof) and not found.bound_by:
-            # the kernel constraint is checked on the module's own expanded filters: bound by construction
-            found = dataclasses.replace(found, bound_by="the kernel constraint checked on the module's own expanded filters")
+            # the walk and the kernel constraint ran on the module's own layers and filters: bound by construction
+            which = "the trained module" if subject.model is not None else "a freshly built module (the same code)"
+            found = dataclasses.replace(found, bound_by=f"the path walk and kernel constraint ran on {which}'s own layers")
         return found
 
     def domain(self, subject: Any) -> Any:

@@ -605,7 +605,8 @@ def _sample_input(prop: Any, arch: Any, dtype: torch.dtype) -> torch.Tensor:
     return torch.randn(1, C, size, size, generator=gen, dtype=torch.float64).to(dtype)
 
 
-def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float) -> Evidence | None:
+def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float,
+                     model: torch.nn.Module | None = None) -> Evidence | None:
     """The symbolic stage of a C4/D4 claim: walk the path, prove what is covered, list what is not; None where there is
     no exact grid statement (groups with elements off the grid, declarations that only exist at the network level)."""
     group = prop.group
@@ -614,13 +615,16 @@ def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float) -> Evid
     if getattr(getattr(prop.rho_out, "rep", None), "inverted", False) or getattr(prop.rho_out, "table", ()) \
             or getattr(getattr(prop.rho_in, "rep", None), "inverted", False) or getattr(prop.rho_in, "table", ()):
         return None  # a network-level declaration, not a layer kernel: judged numerically only
-    with torch.random.fork_rng():  # building draws initial weights: from a fixed seed, not the caller's RNG
-        torch.manual_seed(0)
-        try:
-            model = arch.build(size)
-        except Exception as exc:  # the architecture could not be built: the stage did not run
-            return Failure(stage="symbolic", verdict=Verdict.ERROR, summary=f"building {arch.name}: {exc}",
-                           expected="a buildable architecture", fix="see the message")
+    # the walk runs on the module that is checked (the trained one) when there is one: a proof counts only for the
+    # code it was made on; otherwise on a freshly built one (the same code, initial weights)
+    if model is None:
+        with torch.random.fork_rng():  # building draws initial weights: from a fixed seed, not the caller's RNG
+            torch.manual_seed(0)
+            try:
+                model = arch.build(size)
+            except Exception as exc:  # the architecture could not be built: the stage did not run
+                return Failure(stage="symbolic", verdict=Verdict.ERROR, summary=f"building {arch.name}: {exc}",
+                               expected="a buildable architecture", fix="see the message")
     # the limit guards the walk and the constraint checks; building escnn's bases (≈10 s for D4) is not part of it
     start = time.perf_counter()
     model.eval()
@@ -630,7 +634,7 @@ def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float) -> Evid
         out_tag = walk.run(_sample_input(prop, arch, dtype), walk.action_tag(prop.rho_in))
     except Exception as exc:  # the walk could not run the model: the stage did not run
         return Failure(stage="symbolic", verdict=Verdict.ERROR, seconds=time.perf_counter() - start,
-                       summary=f"walking {arch.name}'s path: {type(exc).__name__}: {exc}",
+                       summary=f"walking {getattr(arch, 'name', type(model).__name__)}'s path: {type(exc).__name__}: {exc}",
                        expected="a model that runs on one sample input", fix="see the message")
     want = walk.action_tag(prop.rho_out)
     out_ok = out_tag.same(want)
