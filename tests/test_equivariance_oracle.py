@@ -150,16 +150,36 @@ def test_walk_lists_operations_in_forward_and_unknown_modules():
             from escnn import nn as enn
 
             t = self.act1(self.conv1(enn.GeometricTensor(x, self.in_type)))
-            t = self.bias(t)
             shifted = enn.GeometricTensor(t.tensor[..., 1:, :].mean() + t.tensor, t.type)  # slicing in forward
-            return self.mean(self.pool(self.act2(self.conv2(shifted))).tensor)
+            t = self.bias(shifted)
+            return self.mean(self.pool(self.act2(self.conv2(t))).tensor)
 
     torch.manual_seed(0)
     walk, out = _walk(Mutant())
-    listed = [s.name for s in walk.steps if s.status == "not covered"]
-    assert any("add in bias" in n for n in listed), listed  # the unknown module's own operation, by name
-    assert any("__getitem__" in n for n in listed), listed
-    assert out.kind == "unknown"  # nothing downstream of an uncovered step counts as covered
+    roots = [s.name for s in walk.steps if s.status == "not covered"]
+    after = [s.name for s in walk.steps if s.status == "downstream"]
+    assert any("__getitem__" in n for n in roots), roots  # the operation written in forward, by name
+    # everything that reads its result is listed as not judged, down to the output, by module and operation name
+    assert "bias" in after and "conv2" in after, after
+    assert out.kind == "unknown"
+
+
+def test_unknown_module_on_a_covered_input_is_a_gap_of_its_own():
+    class PositionBias(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.map = nn.Parameter(1e-3 * torch.randn(1, 8, 29, 29))
+
+        def forward(self, t):
+            from escnn import nn as enn
+
+            return enn.GeometricTensor(t.tensor + self.map, t.type)
+
+    model = _c4()
+    model.act1 = nn.Sequential(model.act1, PositionBias())
+    walk, out = _walk(model)
+    roots = [s.name for s in walk.steps if s.status == "not covered"]
+    assert roots == ["add in act1.1 (PositionBias)"], roots
 
 
 def test_walk_lists_branches_on_input_values_and_in_place_writes():
@@ -182,6 +202,7 @@ def test_walk_lists_branches_on_input_values_and_in_place_writes():
     walk, out = _walk(model)
     listed = {s.kind for s in walk.steps if s.status == "not covered"}
     assert {"max", "__setitem__"} <= listed, listed
+    assert "__bool__" in {s.kind for s in walk.steps if s.status == "downstream"}
     assert out.kind == "unknown"
 
 

@@ -214,7 +214,9 @@ class Step:
 
     name: str
     kind: str  # what it is (class or operation name)
-    status: str  # "covered" | "not covered" | "constraint" (a convolution, decided by the kernel constraint)
+    # "covered" | "constraint" (a convolution, decided by the kernel constraint) | "not covered" (no lemma applies) |
+    # "downstream" (reads what an uncovered step produced: not judged on its own)
+    status: str
     lemma: str = ""
     message: str = ""
     layer: Any = None  # the convolution (for the constraint)
@@ -244,6 +246,11 @@ def _tensors(obj: Any) -> list[torch.Tensor]:
         for o in obj.values():
             out += _tensors(o)
     return out
+
+
+def _gap(live: Sequence["Tag"]) -> str:
+    """A step no lemma covers is a gap of its own, unless what it reads is already uncovered (then it is downstream)."""
+    return "downstream" if any(t.kind == "unknown" for t in live) else "not covered"
 
 
 def _op_name(func: Any) -> str:
@@ -342,6 +349,9 @@ class PathWalk(torch.overrides.TorchFunctionMode):
                         rho_out=Tag("invariant"))
         if not inputs:
             return Step(name, kind, "covered", "", "no input-dependent argument", rho_out=Tag("const"))
+        if any(u.kind == "unknown" for u in inputs):
+            return Step(name, kind, "downstream", "", "its input comes out of a step that is not covered",
+                        rho_out=Tag("unknown"))
         t = inputs[0]
         if len(inputs) > 1 and not all(u.same(t) for u in inputs):
             return None  # several differently-acted inputs: walk into it, its operations decide
@@ -450,7 +460,7 @@ class PathWalk(torch.overrides.TorchFunctionMode):
         if op == "__setitem__" and tensors:  # writes into its first argument, returns nothing
             if live and not invariant:
                 self.set_tag(tensors[0], Tag("unknown"))
-                self.steps.append(Step(f"{op} in {where}", op, "not covered", "",
+                self.steps.append(Step(f"{op} in {where}", op, _gap(live), "",
                                        f"an in-place write of {', '.join(str(u) for u in live)}", rho_out=Tag("unknown")))
             elif invariant:
                 self.set_tag(tensors[0], Tag("invariant"))
@@ -458,7 +468,7 @@ class PathWalk(torch.overrides.TorchFunctionMode):
         if not _tensors(out):
             # a Python value read out of the input (bool, item, tolist): what follows may branch on it
             if live and not invariant:
-                self.steps.append(Step(f"{op} in {where}", op, "not covered", "",
+                self.steps.append(Step(f"{op} in {where}", op, _gap(live), "",
                                        f"a Python value read from {live[0]}: control flow or numbers downstream depend "
                                        "on the input in a way the walk cannot follow"))
             return
@@ -467,7 +477,7 @@ class PathWalk(torch.overrides.TorchFunctionMode):
         if all(t.kind == "invariant" for t in live):
             return record("silent", LEMMAS["invariant"], "", Tag("invariant"))
         if any(t.kind == "unknown" for t in live):
-            return record("not covered", "", "an operand came out of a step that is not covered", Tag("unknown"))
+            return record("downstream", "", "an operand comes out of a step that is not covered", Tag("unknown"))
         t = live[0]
         scalars = [a for a in args[1:] + tuple(kwargs.values()) if isinstance(a, (int, float)) and not isinstance(a, bool)]
         if op in _IDENTITY and len(live) == 1:
@@ -648,12 +658,16 @@ def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float,
         elif step.status == "covered":
             blocks.append(BlockResult(f"{step.name} ({step.kind}; {step.rho_in} → {step.rho_out})", Verdict.PROVED,
                                       step.lemma or LEMMAS["identity"], "0", 0.0, message=step.message))
+        elif step.status == "downstream":
+            blocks.append(BlockResult(f"{step.name} ({step.kind})", Verdict.UNDECIDED, step.lemma or "—", "", 0.0,
+                                      message=f"not judged: {step.message}"))
         else:
             blocks.append(BlockResult(f"{step.name} ({step.kind})", Verdict.UNDECIDED, step.lemma or "—", "", 0.0,
                                       message=f"not covered: {step.message}"))
+    out_note = "" if out_ok else ("not judged: the output comes out of a step that is not covered; " if out_tag.kind == "unknown"
+                                  else f"not covered: the walk found {out_tag}; ")
     blocks.append(BlockResult(f"output ({out_tag})", Verdict.PROVED if out_ok else Verdict.UNDECIDED, LEMMAS["output"],
-                              "0" if out_ok else "", 0.0,
-                              message=f"claimed ρ_out = {want}" + ("" if out_ok else f"; the walk found {out_tag}")))
+                              "0" if out_ok else "", 0.0, message=f"{out_note}claimed ρ_out = {want}"))
     seconds = time.perf_counter() - start
     skipped = walk.not_called()
     caveat = ("The path is traced on one sample input (forward hooks on every module, every tensor operation in forward "
@@ -668,12 +682,15 @@ def derive_steerable(prop: Any, arch: Any, size: str, time_limit: float,
                                   f"{bad.instance['residual']:.3g} at {bad.instance['element']} (exact: index moves and sign flips only)"
                                   + (f"; also not covered: {', '.join(b.block for b in gaps)}" if gaps else ""))
     if gaps:
-        names = [b.block for b in gaps]
+        roots = [b for b in gaps if b.message.startswith("not covered")]
+        after = len(gaps) - len(roots)
+        names = [b.block for b in roots] or [b.block for b in gaps]
         return PartialProof(stage="symbolic", verdict=Verdict.UNDECIDED, seconds=seconds, statement=prop.statement,
                             blocks=blocks, not_covered=names,
                             summary=f"not proved: {len(names)} step(s) on the path are not covered: {'; '.join(names[:6])}"
-                                    f"{'…' if len(names) > 6 else ''} ({gaps[0].message}); the other {len(blocks) - len(gaps)} "
-                                    f"steps are covered. {caveat}",
+                                    f"{'…' if len(names) > 6 else ''} ({(roots or gaps)[0].message})"
+                                    + (f"; {after} step(s) downstream of them are not judged" if after else "")
+                                    + f"; {len(blocks) - len(gaps)} step(s) are covered. {caveat}",
                             expected="every module and operation from input to output covered by the kernel constraint "
                                      "or a stated lemma",
                             fix="build the network from escnn modules (R2Conv, pointwise nonlinearities, GroupPooling) and "
