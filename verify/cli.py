@@ -176,8 +176,9 @@ def _add_check_options(p: argparse.ArgumentParser, size: str) -> None:
     p.add_argument("--symbolic-only", action="store_true", help="skip training and the numeric stage")
     p.add_argument("--numeric-only", action="store_true", help="skip the symbolic stage")
     p.add_argument("--symbolic-timeout", type=float, default=20.0, help="seconds per symbolic step before 'undecided'")
-    p.add_argument("--inputs", type=int, default=2048, help="batched random inputs per claim (default 2048)")
-    p.add_argument("--examples", type=int, default=150, help="hypothesis examples per claim (default 150)")
+    p.add_argument("--inputs", type=int, default=None,
+                   help="seeded inputs per claim, over every scale (default: the engine's budget, 8192)")
+    p.add_argument("--examples", type=int, default=None, help="hypothesis examples per claim (default: 60)")
     p.add_argument("--rollout-steps", type=int, default=10_000, help="long-rollout length for Hamiltonian tasks")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
