@@ -128,19 +128,20 @@ def test_genuine_networks_are_proved_step_by_step(name):
             assert module in kinds, kinds
 
 
+class PositionBias(nn.Module):
+    """A learned map added to a field: a module the walk does not know."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.map = nn.Parameter(1e-3 * torch.randn(1, 8, 29, 29))
+
+    def forward(self, t):
+        from escnn import nn as enn
+
+        return enn.GeometricTensor(t.tensor + self.map, t.type)
+
+
 def test_walk_lists_operations_in_forward_and_unknown_modules():
-    class PositionBias(nn.Module):
-        """A learned map added to a field: a module the walk does not know."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.map = nn.Parameter(1e-3 * torch.randn(1, 8, 29, 29))
-
-        def forward(self, t):
-            from escnn import nn as enn
-
-            return enn.GeometricTensor(t.tensor + self.map, t.type)
-
     class Mutant(SteerableClassifier):
         def __init__(self) -> None:
             super().__init__(N=4, channels=2)
@@ -165,16 +166,6 @@ def test_walk_lists_operations_in_forward_and_unknown_modules():
 
 
 def test_unknown_module_on_a_covered_input_is_a_gap_of_its_own():
-    class PositionBias(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.map = nn.Parameter(1e-3 * torch.randn(1, 8, 29, 29))
-
-        def forward(self, t):
-            from escnn import nn as enn
-
-            return enn.GeometricTensor(t.tensor + self.map, t.type)
-
     model = _c4()
     model.act1 = nn.Sequential(model.act1, PositionBias())
     walk, out = _walk(model)

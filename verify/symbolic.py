@@ -418,25 +418,22 @@ class Builder:
         return Vec(self, list(vals), jac)
 
     # nonlinearities -----------------------------------------------------------
-    def act(self, fname: str, v: Vec) -> Vec:
-        """Elementwise abstract function fname(v_i), differentiable, otherwise arbitrary."""
+    def _elementwise(self, value_and_derivative: Callable[[Any], tuple[Any, Any]], v: Vec) -> Vec:
         vals, jac = [], [] if v.jac is not None else None
         for i, x in enumerate(v.vals):
-            val, der = self.backend.apply(fname, x)
+            val, der = value_and_derivative(x)
             vals.append(val)
             if jac is not None:
                 jac.append(_row_scale(v.jac[i], der))
         return Vec(self, vals, jac)
 
+    def act(self, fname: str, v: Vec) -> Vec:
+        """Elementwise abstract function fname(v_i), differentiable, otherwise arbitrary."""
+        return self._elementwise(lambda x: self.backend.apply(fname, x), v)
+
     def act_known(self, fname: str, v: Vec) -> Vec:
         """Elementwise concrete function (one of KNOWN_FUNCTIONS), with its real derivative identity."""
-        vals, jac = [], [] if v.jac is not None else None
-        for i, x in enumerate(v.vals):
-            val, der = self.backend.apply_known(fname, x)
-            vals.append(val)
-            if jac is not None:
-                jac.append(_row_scale(v.jac[i], der))
-        return Vec(self, vals, jac)
+        return self._elementwise(lambda x: self.backend.apply_known(fname, x), v)
 
     def exp(self, v: Vec) -> Vec:
         vals, jac = [], [] if v.jac is not None else None

@@ -30,7 +30,6 @@ scheme performs it: on a float64 deep copy,
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field as dataclass_field
 from functools import lru_cache
@@ -38,6 +37,7 @@ from typing import Any, Callable, Sequence, Union
 
 import torch
 
+from verify.binding import float64_copy
 from verify.errors import InputError
 
 Tensor = torch.Tensor
@@ -515,10 +515,6 @@ def _parts(model: torch.nn.Module, scheme_name: str, x: Tensor, h: float, steps:
     return out
 
 
-def _float64_copy(model: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(model).to(torch.float64).eval()
-
-
 def _rows(x: Tensor, device: torch.device) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() not in (1, 2) or x.numel() == 0:
         raise InputError("x", type(x).__name__ if not isinstance(x, Tensor) else f"{x.dtype} {tuple(x.shape)}",
@@ -575,7 +571,7 @@ def bind_scheme(model: torch.nn.Module, scheme_name: str, x: Tensor, *, hamilton
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError("model", type(model).__name__, "a torch.nn.Module", "pass the module that declares the scheme")
-    model64 = _float64_copy(model)
+    model64 = float64_copy(model)
     # h is read from the float64 copy: it is the value the copy's forward uses
     h, steps, check_h = _interface(model64, scheme_name, hamiltonian)
     x64 = _rows(x, _device(model64))
