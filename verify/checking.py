@@ -159,7 +159,13 @@ def check(
                                      examples=budget.examples if max_examples is None else max_examples)
     settings = Settings(seed=seed, budget=budget)
 
-    blocks = arch.symbolic_blocks(size) if arch else []
+    try:
+        blocks = arch.symbolic_blocks(size) if arch else []
+    except VerifyError:
+        raise  # a wrong size name: the caller's input, reported with its fix
+    except Exception as exc:  # the user's blocks= function raised: every claim's symbolic stage has no form
+        blocks = []
+        result.errors.append(f"symbolic form of {name}: blocks() raised {type(exc).__name__}: {exc}")
     try:
         result.blocks_latex = [(b.name, b.description, block_latex(b)) for b in blocks]
     except Exception as exc:  # a broken block program: the symbolic stage reports it per claim

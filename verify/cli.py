@@ -116,6 +116,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         except VerifyError as exc:  # one broken architecture must not lose the others' reports
             print(f"{arch.name}: {exc}", file=sys.stderr)
             continue
+        except Exception as exc:  # nor may a user's model or a library that raises outside every guarded stage
+            print(f"{arch.name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
         write_architecture(result, out)
         results.append(result)
         if not args.quiet:
