@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from verify.actions import ImageField
-from verify.groups import PlaneGroup, field_representation
+from verify.declare.actions import ImageField
+from verify.declare.groups import PlaneGroup, field_representation
 
 
 class _Layer(torch.nn.Module):
@@ -64,7 +64,7 @@ def _median(times: list[float]) -> float:
 
 def _ours(G: PlaneGroup, layer: torch.nn.Module, in_type: Any, out_type: Any, image_size: int, n_inputs: int,
           repeats: int) -> dict[str, Any]:
-    from properties.equivariant import Equivariant, measure_equivariance
+    from verify.properties.equivariant import Equivariant, measure_equivariance
 
     prop = Equivariant(G, ImageField(field_representation(G, in_type)), ImageField(field_representation(G, out_type)),
                        image_size=image_size, n_inputs=n_inputs, grid_rtol=0.02)
@@ -88,7 +88,7 @@ CONFIGS = {"matched": (21, 3), "default": (33, 8)}
 def run(repeats: int = 5) -> dict:
     from escnn import nn as enn
 
-    from models.equivariant_cnns import _patch_escnn_null
+    from verify.models.equivariant_cnns import _patch_escnn_null
 
     _patch_escnn_null()
     torch.manual_seed(0)

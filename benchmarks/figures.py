@@ -23,14 +23,14 @@ from typing import Any, Callable, Sequence
 import sympy as sp
 import torch
 
-from models.henonnet import henon_block
-from models.shears import activation_shear_block, gradient_shear_block, linear_shear_block
-from properties import Symplectic
-from properties.symplectic import omega_matrix
-from verify.derive import derive, prove_block
+from verify.models.henonnet import henon_block
+from verify.models.shears import activation_shear_block, gradient_shear_block, linear_shear_block
+from verify.properties import Symplectic
+from verify.properties.symplectic import omega_matrix
+from verify.derive.proofs import derive, prove_block
 from verify.errors import SymbolicTimeout
-from verify.symbolic import Builder, SymbolicBlock, Vec
-from verify.subject import Subject
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
+from verify.declare.subject import Subject
 from verify.timelimit import within_limit
 
 
@@ -125,8 +125,8 @@ def monolithic_two_shears(time_limit: float, d: int = 2) -> dict[str, Any]:
 
 
 def registry_symbolic(size: str = "full") -> dict[str, Any]:
-    from verify.derive import _traced
-    from verify.registry import all_architectures
+    from verify.derive.proofs import _traced
+    from verify.declare.registry import all_architectures
 
     _traced.cache_clear()
     per_arch, t0 = {}, time.perf_counter()
@@ -142,8 +142,8 @@ def registry_symbolic(size: str = "full") -> dict[str, Any]:
 
 
 def bench_numeric(n: int = 4096, d: int = 8, repeats: int = 3) -> dict[str, Any]:
-    from models.sympnets import GSympNet
-    from verify.numeric import batched_jacobian, loop_jacobian
+    from verify.models.sympnets import GSympNet
+    from verify.checking.numeric import batched_jacobian, loop_jacobian
 
     torch.manual_seed(0)
     model = GSympNet(2 * d, layers=4, width=16).double().eval()
@@ -176,10 +176,10 @@ def bench_search_cost(names: Sequence[str] = SEARCH_ARCHS, repeats: int = 3) -> 
     ascent, scales ×1 and ×2). New: the default Budget (8192 samples at 7 scales, 32 ascent starts × 16 steps, 60
     hypothesis examples). Quick sizes, untrained weights, medians of `repeats`, after one warm-up call.
     """
-    from verify.domains import Box
-    from verify.numeric import measure
-    from verify.registry import get, get_task
-    from verify.search import Budget
+    from verify.checking.domains import Box
+    from verify.checking.numeric import measure
+    from verify.declare.registry import get, get_task
+    from verify.checking.search import Budget
 
     old = Budget(n_inputs=2048, starts=0, steps=0, examples=150)
     rows = []

@@ -19,10 +19,10 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm import tqdm
 
-from models import mutants
-from properties import Invertible, Symplectic, VolumePreserving
+from verify.models import mutants
+from verify.properties import Invertible, Symplectic, VolumePreserving
 from verify import check
-from verify.registry import Size, architecture, get, unregister
+from verify.declare.registry import Size, architecture, get, unregister
 
 PROPERTIES = {"Symplectic": Symplectic, "VolumePreserving": VolumePreserving, "Invertible": Invertible}
 # a hard-edged region of radius 0.1 covers 0.8 % of the 2-D box but 3e-5 of the 4-D one: sampling alone cannot be

@@ -2,8 +2,8 @@
 
 Importing this package registers everything in it.
 """
-from models import tasks  # noqa: F401  (tasks first: architectures name them)
-from models import sympnets, henonnet, hamiltonian_net, scheme_nets  # noqa: F401,I001  (scheme_nets has two controls too)
-from models import controls  # noqa: F401  (negative controls)
-from models import image_tasks, equivariant_cnns  # noqa: F401,I001  (G-equivariance: escnn steerable CNNs and controls)
-from models import set_tasks, permutation  # noqa: F401,I001  (permutation equivariance: DeepSets, GNN and a control)
+from verify.models import tasks  # noqa: F401  (tasks first: architectures name them)
+from verify.models import sympnets, henonnet, hamiltonian_net, scheme_nets  # noqa: F401,I001  (scheme_nets has two controls too)
+from verify.models import controls  # noqa: F401  (negative controls)
+from verify.models import image_tasks, equivariant_cnns  # noqa: F401,I001  (G-equivariance: escnn steerable CNNs and controls)
+from verify.models import set_tasks, permutation  # noqa: F401,I001  (permutation equivariance: DeepSets, GNN and a control)

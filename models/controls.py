@@ -10,11 +10,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from models.shears import Composition, GradientShear, Shear, gradient_shear_block, shear_block
-from properties import Invertible, Symplectic, VolumePreserving
-from verify.binding import Bound
-from verify.registry import Size, architecture
-from verify.symbolic import Builder, SymbolicBlock, Vec
+from verify.models.shears import Composition, GradientShear, Shear, gradient_shear_block, shear_block
+from verify.properties import Invertible, Symplectic, VolumePreserving
+from verify.derive.binding import Bound
+from verify.declare.registry import Size, architecture
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
 
 
 class MLPMap(nn.Module):

@@ -14,11 +14,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from models.image_tasks import SIZE
-from properties.equivariant import Equivariant
-from verify.actions import ImageField, disk_mask
-from verify.groups import PlaneGroup, trivial
-from verify.registry import Size, architecture
+from verify.models.image_tasks import SIZE
+from verify.properties.equivariant import Equivariant
+from verify.declare.actions import ImageField, disk_mask
+from verify.declare.groups import PlaneGroup, trivial
+from verify.declare.registry import Size, architecture
 
 REFERENCE = "M. Weiler, G. Cesa, General E(2)-Equivariant Steerable CNNs, NeurIPS 2019 (escnn)"
 
@@ -63,7 +63,7 @@ class MaskedMean(nn.Module):
         return torch.cat([mean, rms], dim=-1)
 
     def spatial_pooling(self) -> tuple[torch.Tensor, int]:
-        """For the symbolic walk (verify/steerable.py): my output is, per channel, 2 statistics (mean, rms) that see
+        """For the symbolic walk (verify/derive/steerable.py): my output is, per channel, 2 statistics (mean, rms) that see
         the input only through sums over this mask of pointwise functions of it."""
         return self.mask, 2
 
@@ -93,7 +93,7 @@ class PerturbedR2Conv(nn.Module):
         return enn.GeometricTensor(y, self.out_type)
 
     def filter_parametrisation(self) -> tuple[nn.Module, torch.Tensor]:
-        """For the symbolic walk (verify/steerable.py): my filter is conv's steerable filter plus this fixed tensor,
+        """For the symbolic walk (verify/derive/steerable.py): my filter is conv's steerable filter plus this fixed tensor,
         my bias conv's, and forward is conv2d with them."""
         return self.conv, self.perturbation
 

@@ -12,10 +12,10 @@ import sympy as sp
 import torch
 from torch import nn
 
-from models.sympnets import SYMPLECTIC_FAMILY
-from verify.binding import Bound
-from verify.registry import Size, architecture
-from verify.symbolic import Builder, SymbolicBlock, Vec
+from verify.models.sympnets import SYMPLECTIC_FAMILY
+from verify.derive.binding import Bound
+from verify.declare.registry import Size, architecture
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
 
 REFERENCE = "S. Greydanus, M. Dzamba, J. Yosinski, Hamiltonian Neural Networks (2019); Störmer–Verlet: Hairer, Lubich, Wanner, GNI"
 

@@ -11,11 +11,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from models.shears import Composition
-from models.sympnets import SYMPLECTIC_FAMILY
-from verify.binding import Bound
-from verify.registry import Size, architecture
-from verify.symbolic import Builder, SymbolicBlock, Vec
+from verify.models.shears import Composition
+from verify.models.sympnets import SYMPLECTIC_FAMILY
+from verify.derive.binding import Bound
+from verify.declare.registry import Size, architecture
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
 
 REFERENCE = "J. W. Burby, Q. Tang, R. Maulik, Fast neural Poincaré maps for toroidal magnetic fields (2020)"
 

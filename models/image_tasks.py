@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from verify.actions import fourier_rotate, gaussian_blur
-from verify.registry import register_task
+from verify.declare.actions import fourier_rotate, gaussian_blur
+from verify.declare.registry import register_task
 
 SIZE = 29
 

@@ -15,9 +15,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from models.shears import Composition, GradientShear
-from models.sympnets import GSympNet
-from models.controls import AdditiveShear
+from verify.models.shears import Composition, GradientShear
+from verify.models.sympnets import GSympNet
+from verify.models.controls import AdditiveShear
 
 PLACEMENTS = ("box", "far-3", "far-30", "far-300", "region-hard", "region-smooth")
 SIZES = (1e-1, 1e-3, 1e-5)

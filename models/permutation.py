@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.set_tasks import N_ITEMS
-from properties.equivariant import Equivariant
-from verify.actions import SetAction
-from verify.groups import SymmetricGroup
-from verify.registry import Size, architecture
+from verify.models.set_tasks import N_ITEMS
+from verify.properties.equivariant import Equivariant
+from verify.declare.actions import SetAction
+from verify.declare.groups import SymmetricGroup
+from verify.declare.registry import Size, architecture
 
 S = SymmetricGroup(N_ITEMS)
 

@@ -20,11 +20,11 @@ import torch
 from scipy.linalg import expm
 from torch import nn
 
-from models.hamiltonian_net import Potential
-from models.tasks import HamiltonianTask
-from properties import StableStep, Symplectic
+from verify.models.hamiltonian_net import Potential
+from verify.models.tasks import HamiltonianTask
+from verify.properties import StableStep, Symplectic
 from verify.errors import InputError
-from verify.registry import Size, architecture, register_task
+from verify.declare.registry import Size, architecture, register_task
 from verify.schemes.stepping import scheme_plan  # noqa: F401  (the flattened plan a module steps by; re-exported)
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from verify.registry import register_task
+from verify.declare.registry import register_task
 
 N_ITEMS = 5
 

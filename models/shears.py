@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from verify.binding import Bound
+from verify.derive.binding import Bound
 from verify.errors import InputError
-from verify.symbolic import Builder, SymbolicBlock, Vec
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
 
 ACTIVATIONS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "softplus": nn.functional.softplus}
 

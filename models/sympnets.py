@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from models.shears import (
+from verify.models.shears import (
     ActivationShear, Composition, GradientShear, LinearShear, Translation,
     activation_shear_block, gradient_shear_block, linear_shear_block, translation_block,
 )
-from properties import Invertible, Symplectic, VolumePreserving
-from verify.registry import Size, architecture
+from verify.properties import Invertible, Symplectic, VolumePreserving
+from verify.declare.registry import Size, architecture
 
 REFERENCE = "P. Jin, Z. Zhang, A. Zhu, Y. Tang, G. E. Karniadakis, SympNets, Neural Networks 132 (2020)"
 SYMPLECTIC_FAMILY = [Symplectic(), VolumePreserving(), Invertible()]

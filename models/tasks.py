@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from verify.registry import register_task
+from verify.declare.registry import register_task
 
 
 @dataclass(frozen=True)

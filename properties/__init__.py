@@ -1,9 +1,9 @@
 """One module per property: its symbolic obligation, numeric defect and tolerance model."""
-from properties.base import Property, Tolerance
-from properties.invertible import Invertible
-from properties.stable_step import StableStep
-from properties.symplectic import Symplectic
-from properties.volume_preserving import VolumePreserving
+from verify.properties.base import Property, Tolerance
+from verify.properties.invertible import Invertible
+from verify.properties.stable_step import StableStep
+from verify.properties.symplectic import Symplectic
+from verify.properties.volume_preserving import VolumePreserving
 
 __all__ = [
     "Property", "Tolerance", "Symplectic", "VolumePreserving", "Invertible", "StableStep",
@@ -12,9 +12,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Equivariant imports verify (actions, groups), which imports properties.base: load it lazily to avoid a cycle
+    # Equivariant imports verify (actions, groups), which imports verify.properties.base: load it lazily to avoid a cycle
     if name in ("Equivariant", "EquivarianceMeasurement"):
-        from properties import equivariant
+        from verify.properties import equivariant
 
         return getattr(equivariant, name)
-    raise AttributeError(f"module 'properties' has no attribute {name!r}")
+    raise AttributeError(f"module 'verify.properties' has no attribute {name!r}")

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from verify.symbolic import Traced
+from verify.derive.symbolic import Traced
 
 if TYPE_CHECKING:
-    from verify.claims import Claim
-    from verify.domains import Domain
+    from verify.declare.claims import Claim
+    from verify.checking.domains import Domain
     from verify.evidence import Evidence
-    from verify.subject import Settings, Subject
+    from verify.declare.subject import Settings, Subject
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Probe:
         self._J: torch.Tensor | None = None
 
     def call(self, x: torch.Tensor, method: str = "forward") -> torch.Tensor:
-        from verify.numeric import forward
+        from verify.checking.numeric import forward
 
         return forward(self.model, x, method=method, strict=self.strict)
 
@@ -59,7 +59,7 @@ class Probe:
     @property
     def J(self) -> torch.Tensor:
         if self._J is None:
-            from verify.numeric import batched_jacobian
+            from verify.checking.numeric import batched_jacobian
 
             self._J = batched_jacobian(self.model, self.x, strict=self.strict)
         return self._J
@@ -104,7 +104,7 @@ class Property:
 
     def domain(self, subject: "Subject") -> "Domain | None":
         """Where the claim is made: by default the task's data box, grown outward and clipped to `where`."""
-        from verify.domains import Box
+        from verify.checking.domains import Box
 
         task, dim = subject.task, subject.dim
         if task is not None and hasattr(task, "low"):
@@ -119,7 +119,7 @@ class Property:
     # -- claims ---------------------------------------------------------------
     def falsely(self, reason: str) -> "Claim":
         """This property as a claim that is known to be false (a negative control)."""
-        from verify.claims import Claim
+        from verify.declare.claims import Claim
 
         if not reason:
             raise ValueError("reason='' : a negative control must say why its claim is false")
@@ -157,7 +157,7 @@ class MapProperty(Property):
 
     # -- the protocol -----------------------------------------------------------
     def symbolic(self, subject: "Subject") -> "Evidence | None":
-        from verify.derive import derive, derive_scheme
+        from verify.derive.proofs import derive, derive_scheme
 
         if subject.scheme is not None:
             found = derive_scheme(self, subject.scheme, subject.time_limit)
@@ -187,7 +187,7 @@ class MapProperty(Property):
 
     def numeric(self, subject: "Subject", domain: "Domain | None", settings: "Settings") -> "Evidence":
         from verify.evidence import Failure, Verdict
-        from verify.numeric import measure
+        from verify.checking.numeric import measure
 
         if subject.dim is None or domain is None:
             return Failure(stage="numeric", verdict=Verdict.ERROR, summary="dim=None: the phase-space dimension is unknown",

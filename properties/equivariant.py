@@ -18,7 +18,7 @@ Errors are relative to a scale that cannot be near zero: S(x) = max(‖f(x)‖, 
 S_data the root-mean-square output norm over the task's data (float64).
 
 Symbolic stage (`derive_symbolic`): for C4/D4 claims the model's path from input to output
-is walked module by module (verify/steerable.py): convolutions by the exact kernel
+is walked module by module (verify/derive/steerable.py): convolutions by the exact kernel
 constraint, the other modules by stated lemmas, and anything the walk does not know is
 listed; the stage is `proved` only when nothing is left uncovered.
 """
@@ -34,11 +34,11 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
-from properties.base import Property
-from verify.actions import Action, ImageField, SetAction, comparison_window, fourier_rotate, gaussian_blur
+from verify.properties.base import Property
+from verify.declare.actions import Action, ImageField, SetAction, comparison_window, fourier_rotate, gaussian_blur
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Proof, Verdict
-from verify.groups import Group, PlaneGroup
+from verify.declare.groups import Group, PlaneGroup
 
 K_FLOOR = 4.0
 FLOOR_TEXT = (
@@ -228,7 +228,7 @@ class Equivariant(Property):
 
     # -- symbolic ---------------------------------------------------------------
     def derive_symbolic(self, arch: Any, size: str, time_limit: float) -> Evidence | None:
-        from verify.steerable import derive_steerable
+        from verify.derive.steerable import derive_steerable
 
         return derive_steerable(self, arch, size, time_limit)
 
@@ -278,7 +278,7 @@ class Equivariant(Property):
 
     # -- the property protocol ------------------------------------------------------
     def symbolic(self, subject: Any) -> Evidence | None:
-        from verify.steerable import derive_steerable
+        from verify.derive.steerable import derive_steerable
 
         if subject.architecture is None and subject.model is None:
             return None

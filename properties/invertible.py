@@ -6,9 +6,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from properties.base import MapProperty, Probe, Tolerance, condition_scale
+from verify.properties.base import MapProperty, Probe, Tolerance, condition_scale
 from verify.errors import InputError
-from verify.symbolic import Traced
+from verify.derive.symbolic import Traced
 
 
 class NoInverse(Exception):

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import sympy as sp
 import torch
 
-from properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
+from verify.properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
 from verify.errors import InputError
 
 
@@ -76,7 +76,7 @@ class StableStep(MapProperty):
     defect_text: ClassVar[str] = r"\max(0, \max_\lambda |R(h\lambda)| - 1)"
 
     def defects(self, probe: Probe) -> torch.Tensor:
-        from verify.numeric import batched_jacobian
+        from verify.checking.numeric import batched_jacobian
 
         scheme, h = _require(probe.model)
         P, Q, _ = stability_polynomials(scheme)

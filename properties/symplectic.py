@@ -6,9 +6,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
+from verify.properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
 from verify.errors import InputError
-from verify.symbolic import Traced
+from verify.derive.symbolic import Traced
 
 
 def _half(n: int) -> int:

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from sympy.polys.matrices import DomainMatrix
 
-from properties.base import Probe, MapProperty, Tolerance, condition_scale, depth_dim_tolerance
-from verify.polynomial import to_ring
-from verify.symbolic import Traced
+from verify.properties.base import Probe, MapProperty, Tolerance, condition_scale, depth_dim_tolerance
+from verify.derive.polynomial import to_ring
+from verify.derive.symbolic import Traced
 
 
 def _triangular(J: list[list[Any]]) -> bool:

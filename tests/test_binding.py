@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from models.hamiltonian_net import HamiltonianNet, verlet_blocks
-from models.shears import GradientShear, gradient_shear_block
-from models.sympnets import GSympNet
-from verify.binding import (
+from verify.models.hamiltonian_net import HamiltonianNet, verlet_blocks
+from verify.models.shears import GradientShear, gradient_shear_block
+from verify.models.sympnets import GSympNet
+from verify.derive.binding import (
     Bound, bind, blocks_to_prove, layers_of, mismatch, mismatch_defects, mismatch_tolerance, twin, usage,
 )
 from verify.errors import InputError
-from verify.registry import all_architectures
-from verify.symbolic import Builder, SymbolicBlock, trace_float, trace_torch
+from verify.declare.registry import all_architectures
+from verify.derive.symbolic import Builder, SymbolicBlock, trace_float, trace_torch
 
 ARCHS = [a for a in all_architectures() if a.blocks is not None and a.name in {
     "la-sympnet", "g-sympnet", "g-sympnet-hh", "henonnet", "hnn-verlet", "hnn-verlet-hh",

@@ -7,9 +7,9 @@ module with no declared form gets one generated from its code (torch.fx) or is c
 import torch
 from torch import nn
 
-from properties import Symplectic, VolumePreserving
+from verify.properties import Symplectic, VolumePreserving
 from verify import Builder, Size, SymbolicBlock, architecture, check
-from verify.registry import unregister
+from verify.declare.registry import unregister
 
 
 class Kick(nn.Module):
@@ -109,7 +109,7 @@ def test_an_untraceable_module_is_checked_numerically_and_says_so():
 
 
 def test_the_same_seed_gives_the_same_evidence():
-    from models.mutants import mutant
+    from verify.models.mutants import mutant
 
     m = mutant("Symplectic", 1e-3, "region-hard", 2)
     a = check(m, claims=[Symplectic()], dim=2, rollout_steps=0, seed=3).results[0].numeric.to_dict()

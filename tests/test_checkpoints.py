@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from verify.checking import check
+from verify.checking.api import check
 from verify.errors import CheckpointError
-from verify.training import load_checkpoint, train
+from verify.train.training import load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_check_with_broken_checkpoint_reports_error_and_keeps_symbolic(tmp_path)
 
 
 def test_report_is_written_even_when_a_stage_failed(tmp_path):
-    from verify.report import write_architecture
+    from verify.report.pages import write_architecture
 
     result = check("g-sympnet", checkpoint=tmp_path / "missing", rollout_steps=0)
     folder = write_architecture(result, tmp_path / "reports")

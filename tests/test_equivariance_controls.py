@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from properties.equivariant import Equivariant
-from verify.checking import check
+from verify.properties.equivariant import Equivariant
+from verify.checking.api import check
 from verify.evidence import Verdict
-from verify.registry import all_architectures
+from verify.declare.registry import all_architectures
 
 GENUINE = sorted(a.name for a in all_architectures()
                  if any(isinstance(c.property, Equivariant) and c.expected for c in a.claims))

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from properties.equivariant import Equivariant, measure_equivariance
-from verify.actions import ImageField, SetAction, gaussian_blur, spatial_transform
+from verify.properties.equivariant import Equivariant, measure_equivariance
+from verify.declare.actions import ImageField, SetAction, gaussian_blur, spatial_transform
 from verify.errors import InputError
 from verify.evidence import Verdict
-from verify.groups import (
+from verify.declare.groups import (
     O2, SO2, CyclicGroup, DihedralGroup, SymmetricGroup, check_homomorphism, field_representation, permutation,
     regular, standard, trivial,
 )
-from verify.steerable import in_span_exactly, solve_kernel_constraint
+from verify.derive.steerable import in_span_exactly, solve_kernel_constraint
 
 
 @pytest.mark.parametrize("G", [CyclicGroup(4), CyclicGroup(8), DihedralGroup(4), SymmetricGroup(4)], ids=str)

@@ -1,7 +1,7 @@
 """Power of the equivariance check: planted symmetry-breaking terms are refuted at every size, genuine networks never.
 
 Mutants go through the public API: `Equivariant.measure_model` on a model (the numeric stage) and an architecture
-registered with `verify.registry.architecture` (the symbolic stage, and `check` end to end). Models are tiny and
+registered with `verify.declare.registry.architecture` (the symbolic stage, and `check` end to end). Models are tiny and
 untrained or trained for a few dozen steps, so the file runs in well under a minute.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from models.equivariant_cnns import C4, SteerableClassifier, _image, _logits
-from models.permutation import S, DeepSets
-from properties.equivariant import Equivariant, EquivarianceMeasurement
-from verify.actions import SetAction
+from verify.models.equivariant_cnns import C4, SteerableClassifier, _image, _logits
+from verify.models.permutation import S, DeepSets
+from verify.properties.equivariant import Equivariant, EquivarianceMeasurement
+from verify.declare.actions import SetAction
 from verify.evidence import Verdict
-from verify.registry import Size, architecture, get_task, unregister
+from verify.declare.registry import Size, architecture, get_task, unregister
 
 DIGITS = get_task("rotated-digits")
 SETS = get_task("set-sum")
@@ -163,7 +163,7 @@ def registered_mutants():
 
 
 def test_registered_mutants_are_refuted_end_to_end(registered_mutants):
-    from verify.checking import check
+    from verify.checking.api import check
 
     name = registered_mutants("test-c4-flip-1e-5", lambda: c4_mutant(1e-5, "flip", "conv1"), 1e-5)
     result = check(name, size="quick", seed=0, rollout_steps=0, max_examples=10)
@@ -177,7 +177,7 @@ def test_registered_mutants_are_refuted_end_to_end(registered_mutants):
 
 def test_symbolic_stage_lists_an_added_plain_conv_branch(registered_mutants):
     name = registered_mutants("test-c4-branch", lambda: c4_mutant(1e-3, "branch", "conv2"), 1e-3)
-    from verify.registry import get
+    from verify.declare.registry import get
 
     ev = C4_CLAIM.derive_symbolic(get(name), "quick", 60.0)
     assert ev.verdict is not Verdict.PROVED, ev.summary

@@ -1,4 +1,4 @@
-"""Symbolic twins generated from the layers' own torch code (verify.fx_twin): agreement, proofs, refusals."""
+"""Symbolic twins generated from the layers' own torch code (verify.derive.fx_twin): agreement, proofs, refusals."""
 from __future__ import annotations
 
 import time
@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from models.controls import AdditiveShear, AffineShear, MismatchedShear, ResidualBlock, ResNetFlow
-from models.hamiltonian_net import HamiltonianNet
-from models.henonnet import HenonLayer
-from models.shears import ActivationShear, Composition, GradientShear, LinearShear, Translation
-from properties import Invertible, Symplectic, VolumePreserving
-from verify.derive import prove_block
+from verify.models.controls import AdditiveShear, AffineShear, MismatchedShear, ResidualBlock, ResNetFlow
+from verify.models.hamiltonian_net import HamiltonianNet
+from verify.models.henonnet import HenonLayer
+from verify.models.shears import ActivationShear, Composition, GradientShear, LinearShear, Translation
+from verify.properties import Invertible, Symplectic, VolumePreserving
+from verify.derive.proofs import prove_block
 from verify.errors import InputError
 from verify.evidence import Verdict
-from verify.fx_twin import SUPPORTED, GeneratedTwin, Untraceable, generate_block, generate_layers, generate_stages
-from verify.symbolic import trace_float
+from verify.derive.fx_twin import SUPPORTED, GeneratedTwin, Untraceable, generate_block, generate_layers, generate_stages
+from verify.derive.symbolic import trace_float
 
 LIMIT = 20.0
 

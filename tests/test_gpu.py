@@ -1,7 +1,7 @@
 """Checks on the GPU, when there is one (skipped with a reason otherwise)."""
 import pytest
 
-from verify.checking import check
+from verify.checking.api import check
 
 
 @pytest.mark.gpu

@@ -3,13 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from models.shears import Composition, GradientShear
-from models.sympnets import GSympNet
-from properties import Invertible, Symplectic, VolumePreserving
+from verify.models.shears import Composition, GradientShear
+from verify.models.sympnets import GSympNet
+from verify.properties import Invertible, Symplectic, VolumePreserving
 from verify.evidence import Failure, Measurement, Verdict
-from verify.domains import Box
-from verify.numeric import batched_jacobian, loop_jacobian, measure
-from verify.search import Budget
+from verify.checking.domains import Box
+from verify.checking.numeric import batched_jacobian, loop_jacobian, measure
+from verify.checking.search import Budget
 
 SMALL = Budget(n_inputs=512, starts=16, steps=8, examples=40)
 

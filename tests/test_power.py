@@ -8,7 +8,7 @@ checked with `check()` at the default settings, exactly as benchmarks/power.py d
 import pytest
 
 from benchmarks.power import DIMS, PROMISED, PROPERTIES, _row
-from models import mutants
+from verify.models import mutants
 
 CASES = [(p, w, n, d) for p in PROPERTIES for w in mutants.PLACEMENTS for n in DIMS[w] for d in mutants.SIZES
          if (w, n) in PROMISED]

@@ -6,8 +6,8 @@ package's architectures are tested here too.
 """
 import pytest
 
-from properties.equivariant import EquivarianceMeasurement
-from verify.registry import get_task
+from verify.properties.equivariant import EquivarianceMeasurement
+from verify.declare.registry import get_task
 
 
 def test_claim(registered_claim):

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from verify.registry import all_architectures
+from verify.declare.registry import all_architectures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,11 +43,11 @@ def test_controls_declare_why_their_claims_are_false():
 
 
 def test_imports_work_in_either_order():
-    """`from properties import Symplectic` first (as the README shows) must not hit an import cycle."""
+    """`from verify.properties import Symplectic` first (as the README shows) must not hit an import cycle."""
     import subprocess
     import sys
 
-    for first, second in (("properties", "verify"), ("verify", "properties"), ("models", "properties")):
-        code = f"import {first}; import {second}; from properties import Symplectic; from verify import check"
+    for first, second in (("verify.properties", "verify"), ("verify", "verify.properties"), ("verify.models", "verify.properties")):
+        code = f"import {first}; import {second}; from verify.properties import Symplectic; from verify import check"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.hamiltonian_net import Potential
-from models.scheme_nets import ODEResNet, SchemeHamiltonianNet, rk_step
-from verify import registry
+from verify.models.hamiltonian_net import Potential
+from verify.models.scheme_nets import ODEResNet, SchemeHamiltonianNet, rk_step
+from verify.declare import registry
 from verify.errors import InputError
 from verify.schemes.stepping import (
     ROUNDOFF_KAPPA, bind_scheme, evaluations_per_step, scheme_mismatch_defects, scheme_plan, step, tolerance,
@@ -340,7 +340,7 @@ def test_step_keeps_dtype_and_batches_with_per_row_step_sizes():
 
 
 def test_scheme_plan_moved_into_the_engine_is_what_the_models_step_by():
-    import models.scheme_nets as sn
+    import verify.models.scheme_nets as sn
 
     assert sn.scheme_plan is scheme_plan
     kind, plan = scheme_plan("yoshida4-strang")
@@ -350,9 +350,9 @@ def test_scheme_plan_moved_into_the_engine_is_what_the_models_step_by():
 
 
 def test_the_engine_does_not_import_models():
-    code = ("import sys; from properties import Symplectic; from verify.derive import derive_scheme; "
+    code = ("import sys; from verify.properties import Symplectic; from verify.derive.proofs import derive_scheme; "
             "import verify.schemes.stepping; derive_scheme(Symplectic(), 'rk4'); "
-            "print([m for m in sys.modules if m == 'models' or m.startswith('models.')])")
+            "print([m for m in sys.modules if m in ('models', 'verify.models') or m.startswith(('models.', 'verify.models.'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -2,9 +2,9 @@
 import sympy as sp
 import torch
 
-from models.scheme_nets import ODEResNet, SchemeHamiltonianNet, scheme_plan
-from properties import StableStep, Symplectic
-from verify.derive import derive_scheme
+from verify.models.scheme_nets import ODEResNet, SchemeHamiltonianNet, scheme_plan
+from verify.properties import StableStep, Symplectic
+from verify.derive.proofs import derive_scheme
 from verify.errors import InputError
 from verify.evidence import Verdict
 
@@ -40,9 +40,9 @@ def test_symplecticity_follows_from_the_scheme():
 
 
 def test_numeric_stable_step_sees_the_trained_spectrum():
-    from verify.domains import Box
-    from verify.numeric import measure
-    from verify.search import Budget
+    from verify.checking.domains import Box
+    from verify.checking.numeric import measure
+    from verify.checking.search import Budget
 
     net = ODEResNet(dim=2, steps=1, h=0.1, scheme="forward-euler", skew=True).double().eval()
     ev = measure(StableStep(), net, dim=2, depth=1, domain=Box([-1, -1], [1, 1]),

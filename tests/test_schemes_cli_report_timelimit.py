@@ -2,6 +2,7 @@
 
 import io
 import json
+import signal
 import threading
 import time
 
@@ -9,7 +10,9 @@ from verify.schemes import catalogue as C
 from verify.schemes.cli import main
 from verify.schemes.properties import Finding, order
 from verify.schemes.report import write_scheme_page
-from verify.timelimit import run_with_time_limit
+from verify.timelimit import BACKSTOP, run_with_time_limit
+
+BACKSTOP_WAIT = BACKSTOP + 0.2
 
 
 def _run(argv):
@@ -94,6 +97,40 @@ def test_time_limit_nested_inner_expires_outer_survives():
 
     ok, inner = run_with_time_limit(outer, 3.0)
     assert ok and inner == (False, None)
+
+
+def test_time_limit_survives_code_that_swallows_the_alarm():
+    """A library that catches the interrupt while it unwinds (an `except BaseException`, or a gc callback where Python
+    prints "Exception ignored" and goes on) must not turn a time limit into a hang: the alarm fires again."""
+    from verify.timelimit import TimeLimitExceeded
+
+    swallowed = []
+
+    def stubborn():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                time.sleep(0.01)
+            except TimeLimitExceeded:
+                if not swallowed:  # swallow the first one only, as a gc callback would
+                    swallowed.append(time.monotonic())
+                    continue
+                raise
+        return "ran to the end"
+
+    t0 = time.monotonic()
+    ok, val = run_with_time_limit(stubborn, 0.2)
+    took = time.monotonic() - t0
+    assert swallowed, "the first alarm never reached the computation"
+    assert not ok and val is None
+    assert took < 0.2 + BACKSTOP + 1.0, took
+
+
+def test_time_limit_after_a_stop_leaves_no_alarm_behind():
+    ok, _ = run_with_time_limit(time.sleep, 0.1, 5)
+    assert not ok
+    time.sleep(BACKSTOP_WAIT)  # a stray backstop alarm would raise here, outside any limit
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
 def test_time_limit_in_worker_thread_uses_subprocess():

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from models.henonnet import HenonLayer, henon_block
-from models.shears import GradientShear, activation_shear_block, gradient_shear_block, linear_shear_block
-from properties import Invertible, Symplectic, VolumePreserving
-from verify.derive import derive, prove_block
+from verify.models.henonnet import HenonLayer, henon_block
+from verify.models.shears import GradientShear, activation_shear_block, gradient_shear_block, linear_shear_block
+from verify.properties import Invertible, Symplectic, VolumePreserving
+from verify.derive.proofs import derive, prove_block
 from verify.evidence import Proof, Refutation, Verdict
-from verify.symbolic import Builder, SymbolicBlock, trace_exact, trace_float
+from verify.derive.symbolic import Builder, SymbolicBlock, trace_exact, trace_float
 
 BLOCKS = [
     gradient_shear_block(2, 3, True), gradient_shear_block(2, 3, False, mismatched=True),
@@ -160,7 +160,7 @@ def test_odd_dimension_symplectic_block_is_an_error():
 
 
 def test_exp_inverse_relation_proves_affine_coupling_inverse():
-    from models.controls import affine_blocks
+    from verify.models.controls import affine_blocks
 
     blocks = affine_blocks({"dim": 2, "width": 2})
     assert derive(Invertible(), blocks).verdict is Verdict.PROVED

@@ -18,7 +18,7 @@ USER_MODULE = textwrap.dedent('''
     import torch
     from sympy import Rational
     from torch import nn
-    from properties import Symplectic, VolumePreserving
+    from verify.properties import Symplectic, VolumePreserving
     from verify import Builder, Size, SymbolicBlock, architecture
 
     def cubic_block(cfg):
@@ -77,9 +77,9 @@ def test_api_checks_a_user_architecture_registered_in_process():
     import torch
     from torch import nn
 
-    from properties import Symplectic
-    from verify import Size, SymbolicBlock, architecture, check, registry
-    from verify.symbolic import Builder
+    from verify.properties import Symplectic
+    from verify import Size, SymbolicBlock, architecture, check, unregister
+    from verify.derive.symbolic import Builder
 
     def rotation_block(cfg):  # a quarter turn (q, p) -> (p, -q) is symplectic
         return [SymbolicBlock("quarter turn", 2, lambda b, x: Builder.concat(x[1:], -x[:1]))]
@@ -98,7 +98,7 @@ def test_api_checks_a_user_architecture_registered_in_process():
         result = check("test-quarter-turn", rollout_steps=0, n_inputs=128, max_examples=20)
         assert result.result("Symplectic").verdict.value == "proved"
     finally:
-        registry.unregister("test-quarter-turn")
+        unregister("test-quarter-turn")
 
 
 def test_command_finds_entry_point_architectures(plugin_dir):

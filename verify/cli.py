@@ -56,7 +56,7 @@ def _table(result) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from verify.registry import all_architectures
+    from verify.declare.registry import all_architectures
 
     archs = all_architectures()
     if args.json:
@@ -78,8 +78,8 @@ def _check_kwargs(args: argparse.Namespace) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from verify.checking import check
-    from verify.report import to_json
+    from verify.checking.api import check
+    from verify.report.pages import to_json
 
     result = check(args.name, checkpoint=args.checkpoint, **_check_kwargs(args))
     print(json.dumps(to_json(result), indent=1, default=str) if args.json else _table(result))
@@ -88,7 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from verify.training import train
+    from verify.train.training import train
 
     out = Path(args.out) / args.name / "checkpoint"
     t = train(args.name, args.size, seed=args.seed, device=args.device, progress=not args.quiet, out_dir=out)
@@ -99,9 +99,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from verify.checking import check
-    from verify.registry import all_architectures, get
-    from verify.report import write_architecture, write_index
+    from verify.checking.api import check
+    from verify.declare.registry import all_architectures, get
+    from verify.report.pages import write_architecture, write_index
 
     archs = [get(n) for n in args.names] if args.names else all_architectures()
     out = Path(args.out)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from verify.checking import ArchitectureResult, ClaimResult, check
-from verify.registry import all_architectures
+from verify.checking.api import ArchitectureResult, ClaimResult, check
+from verify.declare.registry import all_architectures
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

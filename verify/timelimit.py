@@ -28,7 +28,18 @@ class TimeLimitExceeded(BaseException):
 _deadlines: list[float] = []
 
 
+BACKSTOP = 0.5  # seconds: if the exception was swallowed, the alarm fires again this much later
+
+
 def _handler(signum: int, frame: Any) -> None:  # pragma: no cover - timing dependent
+    now = time.monotonic()
+    if not _deadlines or now < min(_deadlines) - 1e-3:
+        _arm(now)  # a stale alarm: nothing has expired yet
+        return
+    # Code that runs while the exception unwinds can swallow it (an `except BaseException` in a library, or a gc
+    # callback, where Python prints "Exception ignored" and carries on): keep firing until the limit's own
+    # `finally` disarms the timer, so a swallowed alarm delays the stop by BACKSTOP instead of losing it.
+    signal.setitimer(signal.ITIMER_REAL, BACKSTOP)
     raise TimeLimitExceeded()
 
 
@@ -70,6 +81,7 @@ def run_with_time_limit(fn: Callable[..., Any], seconds: float, *args: Any,
         try:
             return True, fn(*args, **kwargs)
         except TimeLimitExceeded:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # the backstop must not fire in the clean-up below
             # the outer limit may be the one that fired; then let it propagate
             if time.monotonic() >= mine - 1e-3 or min(_deadlines) == mine:
                 return False, None

@@ -37,7 +37,7 @@ from typing import Any, Callable, Sequence, Union
 
 import torch
 
-from verify.binding import float64_copy
+from verify.derive.binding import float64_copy
 from verify.errors import InputError
 
 Tensor = torch.Tensor

@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import torch
 
-from verify.domains import Domain
+from verify.checking.domains import Domain
 from verify.errors import InputError
 from verify.evidence import Binding, Verdict
-from verify.search import Objective, search
-from verify.subject import Settings, Subject
+from verify.checking.search import Objective, search
+from verify.declare.subject import Settings, Subject
 
 
 def binding_search(ratio64: Callable[[torch.Tensor], torch.Tensor], tolerance_at: Callable[[torch.Tensor], float],
@@ -85,7 +85,7 @@ def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, se
 def resolve_layers(subject: Subject, arch: Any, size: str, wants_layers: bool = True) -> None:
     """Bind the subject's symbolic blocks to its module's layers (before the symbolic stage, which then proves
     exactly the blocks the module's layers are bound to). Records the outcome in subject.notes."""
-    from verify import binding
+    from verify.derive import binding
 
     try:
         model = module_to_bind(subject, arch, size)
@@ -112,8 +112,8 @@ def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
 
     An untraceable forward leaves the claims to the numeric stage, and subject.notes["untraceable"] says why
     (the property's symbolic evidence then reads: hand-written twin or numeric only)."""
-    from verify import binding
-    from verify.fx_twin import Untraceable, generate_layers
+    from verify.derive import binding
+    from verify.derive.fx_twin import Untraceable, generate_layers
 
     model64 = binding.float64_copy(model)
     try:
@@ -139,9 +139,9 @@ def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
 def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: Domain | None,
                       settings: Settings) -> Binding:
     """Layer twins against the module, forward and (where both have one) inverse, per input against a round-off
-    tolerance that follows each layer's own Jacobian (verify/binding.py, TOLERANCE_FORMULA)."""
-    from verify import binding
-    from verify.numeric import model_device
+    tolerance that follows each layer's own Jacobian (verify/derive/binding.py, TOLERANCE_FORMULA)."""
+    from verify.derive import binding
+    from verify.checking.numeric import model_device
 
     sides = [False] + ([True] if not binding._has_inverse(model64, layers) else [])
     parts = [(binding.mismatch_defects(model64, layers, inverse=inv), binding.mismatch_tolerance(model64, layers, inverse=inv))
@@ -171,7 +171,7 @@ def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: 
 
 def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:
     """A scheme-declared network: its forward against the engine's own steps of its own vector field (verify/schemes/stepping.py)."""
-    from verify.numeric import float64_copy, model_device
+    from verify.checking.numeric import float64_copy, model_device
     from verify.schemes import stepping
 
     model = module_to_bind(subject, arch, size)

@@ -1,10 +1,10 @@
 """Binding: the evidence that a symbolic twin describes the torch module that runs.
 
-A proof (verify.derive) is about a hand-written twin: a SymbolicBlock program. It
+A proof (verify.derive.proofs) is about a hand-written twin: a SymbolicBlock program. It
 counts only for the code it was bound to. A model binds itself by returning, from
 ``symbolic_layers()``, one `Bound` per layer in application order: the block, the
 module whose parameters and functions instantiate it, and explicit overrides. The
-twin instantiated with the module's own tensors (verify.symbolic.trace_torch) must
+twin instantiated with the module's own tensors (verify.derive.symbolic.trace_torch) must
 then agree with the module's forward (and inverse) to round-off; `mismatch` measures
 that in float64, layer by layer, so a disagreement is located ("layer 3 (GradientShear
 …) differs by 2e-4 at x = …").
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from verify.errors import InputError
-from verify.symbolic import Builder, SymbolicBlock, Vec, _Float, trace_torch
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec, _Float, trace_torch
 
 EPS64 = float(torch.finfo(torch.float64).eps)
 
@@ -192,7 +192,7 @@ def _tensor_names(module: nn.Module) -> list[str]:
 
 def _resolve(bound: Bound, where: str) -> _Resolved:
     if not isinstance(bound, Bound):
-        raise InputError(where, bound, "a verify.binding.Bound", "return Bound(block, module, ...) from symbolic_layers()")
+        raise InputError(where, bound, "a verify.derive.binding.Bound", "return Bound(block, module, ...) from symbolic_layers()")
     if not isinstance(bound.block, SymbolicBlock):
         raise InputError(f"{where} block", bound.block, "a SymbolicBlock", "bind the layer's symbolic twin")
     use = usage(bound.block)

@@ -13,7 +13,7 @@ same program runs on three backends:
 * ``float``: concrete numbers (σ = tanh, a fixed smooth potential) to turn a
   non-zero residual into a concrete counterexample;
 * ``torch``: the block instantiated with a module's own tensors and functions,
-  batched over inputs (``trace_torch``), so that verify.binding can check that the
+  batched over inputs (``trace_torch``), so that verify.derive.binding can check that the
   twin computes what the module computes.
 
 Because the activation stays abstract, a proof covers every activation function
@@ -25,7 +25,7 @@ get one symbol for their value and carry their real derivative identity
 cos' = −sin, with sin² + cos² = 1 as a relation): a block that writes out
 a derivative by hand, such as ``1 − tanh(z)²``, is then proved to be a gradient
 only through that identity. These are the twins generated from torch code
-(verify.fx_twin); hand-written twins keep abstract activations.
+(verify.derive.fx_twin); hand-written twins keep abstract activations.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import sympy as sp
 
-from verify.polynomial import SPoly, to_ring
+from verify.derive.polynomial import SPoly, to_ring
 
 if TYPE_CHECKING:  # torch is imported only where the torch backend runs, so the exact stage stays light
     import torch
@@ -132,7 +132,7 @@ class _Collect(_Backend):
 
 
 class _Ring(_Backend):
-    """Exact backend: sparse polynomials over QQ (see verify.polynomial)."""
+    """Exact backend: sparse polynomials over QQ (see verify.derive.polynomial)."""
 
     def __init__(self, symbols: Sequence[sp.Symbol], names: dict[str, int]) -> None:
         self.symbols = list(symbols)

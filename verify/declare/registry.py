@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import torch
 
-from verify.claims import Claim, as_claim
+from verify.declare.claims import Claim, as_claim
 from verify.errors import InputError
-from verify.symbolic import SymbolicBlock
+from verify.derive.symbolic import SymbolicBlock
 
 ENTRY_POINT_GROUP = "verify.architectures"
 
@@ -148,7 +148,7 @@ def load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("models")
+    importlib.import_module("verify.models")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         ep.load()
     for mod in filter(None, (m.strip() for m in os.environ.get("VERIFY_PLUGINS", "").split(","))):

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from verify.checking import ArchitectureResult, ClaimResult  # noqa: E402
+from verify.checking.api import ArchitectureResult, ClaimResult  # noqa: E402
 from verify.evidence import Binding, Failure, Measurement, Proof, Refutation  # noqa: E402
 
 MAX_LATEX = 1500  # a block map longer than this is summarised by its description
@@ -106,7 +106,7 @@ def _plot_loss(result: ArchitectureResult, path: Path) -> bool:
 
 def _plot_equivariance(result: ArchitectureResult, path: Path) -> bool:
     """Bar chart of e(g) per group element (exact vs interpolated), the harness floor and the thresholds."""
-    from properties.equivariant import EquivarianceMeasurement
+    from verify.properties.equivariant import EquivarianceMeasurement
 
     measured = [(r, r.numeric) for r in result.results if isinstance(r.numeric, EquivarianceMeasurement)]
     if not measured:

@@ -11,17 +11,17 @@ from typing import Any, Callable, Sequence
 import sympy
 import torch
 
-from properties.base import MapProperty
-from verify.binding_stage import bind_stage, resolve_layers
-from verify.claims import Claim, as_claim
-from verify.derive import DEFAULT_TIME_LIMIT, block_latex
-from verify.domains import Domain
+from verify.properties.base import MapProperty
+from verify.checking.binding_stage import bind_stage, resolve_layers
+from verify.declare.claims import Claim, as_claim
+from verify.derive.proofs import DEFAULT_TIME_LIMIT, block_latex
+from verify.checking.domains import Domain
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Note, Verdict, combine
-from verify.registry import Architecture, get, get_task
-from verify.search import Budget
-from verify.subject import Settings, Subject
-from verify.training import Trained, load_checkpoint, train
+from verify.declare.registry import Architecture, get, get_task
+from verify.checking.search import Budget
+from verify.declare.subject import Settings, Subject
+from verify.train.training import Trained, load_checkpoint, train
 
 
 @dataclass
@@ -140,7 +140,7 @@ def check(
     form to the module. Nothing here raises on a bad model or claim: failures
     become `error`/`undecided` evidence with a message.
     """
-    from verify.rollout import rollout
+    from verify.checking.rollout import rollout
 
     start = time.perf_counter()
     arch: Architecture | None

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from verify.domains import Box, Domain
+from verify.checking.domains import Box, Domain
 
 Ratio = Callable[[torch.Tensor], torch.Tensor]  # float64 inputs (B, ...) -> float64 ratios (B,)
 

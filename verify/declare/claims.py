@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from properties.base import Property
+from verify.properties.base import Property
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import torch
 
 from verify.errors import InputError
 from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
-from verify.groups import PlaneGroup, Representation
+from verify.declare.groups import PlaneGroup, Representation
 
 OBLIGATION = r"\kappa(g\cdot u) = \rho_{out}(g)\,\kappa(u)\,\rho_{in}(g)^{-1}\quad \forall g \in G,\ u \in \text{grid}"
 
@@ -292,7 +292,7 @@ class PathWalk(torch.overrides.TorchFunctionMode):
             self.keep.append(t)
 
     def field_tag(self, field_type: Any) -> Tag:
-        from verify.groups import field_representation
+        from verify.declare.groups import field_representation
 
         rep = field_representation(self.group, field_type)
         return Tag.of("field", [rep.matrix(g) for g in self.els], str(field_type),
@@ -605,7 +605,7 @@ def _sample_input(prop: Any, arch: Any, dtype: torch.dtype) -> torch.Tensor:
     C = prop.rho_in.rep.size
     size = prop.image_size
     if getattr(arch, "task", None):
-        from verify.registry import get_task
+        from verify.declare.registry import get_task
 
         try:
             size = int(get_task(arch.task).dataset(1, 0)[0].shape[-1])

@@ -7,12 +7,12 @@ from typing import Any, Sequence
 
 import sympy as sp
 
-from properties.base import Property
-from properties.invertible import NoInverse
+from verify.properties.base import Property
+from verify.properties.invertible import NoInverse
 from verify.errors import SymbolicTimeout
 from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
-from verify.polynomial import SPoly
-from verify.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
+from verify.derive.polynomial import SPoly
+from verify.derive.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
 from verify.timelimit import within_limit
 
 DEFAULT_TIME_LIMIT = 20.0
@@ -167,7 +167,7 @@ def _pendulum_instance(scheme_name: str) -> dict[str, Any]:
 
 def derive_scheme(prop: Property, scheme_name: str, time_limit: float = DEFAULT_TIME_LIMIT) -> Evidence | None:
     """Symplecticity of a network that is one step of a catalogued scheme, derived from the scheme's exact tableau."""
-    from properties.symplectic import Symplectic
+    from verify.properties.symplectic import Symplectic
     from verify.schemes import catalogue
     from verify.schemes.properties import symplectic
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from verify.evidence import Note
-from verify.numeric import model_device, model_dtype
+from verify.checking.numeric import model_device, model_dtype
 
 
 def rollout(model: torch.nn.Module, task, steps: int = 10_000, keep: int = 2000) -> Note:

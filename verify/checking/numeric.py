@@ -1,7 +1,7 @@
 """The numeric stage of a map property: batched defects searched by the one engine, with a float64 oracle.
 
 A trained model is probed on the device and dtype it runs in. Defects are computed in
-vectorised passes (torch.func.vmap over jacrev); the search engine (verify/search.py)
+vectorised passes (torch.func.vmap over jacrev); the search engine (verify/checking/search.py)
 draws inputs at growing scales, ascends the float64 defect from many starts and runs a
 targeted hypothesis search. Every input it keeps is replayed on a float64 copy of the
 model: a structural violation survives the cast, round-off shrinks by ~1e9.
@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from properties.base import MapProperty, Probe
-from verify.domains import NEAR_DATA, Domain
+from verify.properties.base import MapProperty, Probe
+from verify.checking.domains import NEAR_DATA, Domain
 from verify.errors import InputError
 from verify.evidence import Failure, Measurement, Verdict
-from verify.search import Budget, Objective, SearchResult, search
+from verify.checking.search import Budget, Objective, SearchResult, search
 
 _STOCHASTIC = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
 

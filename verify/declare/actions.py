@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verify.errors import InputError
-from verify.groups import PlaneElement, PlaneGroup, Representation, SymmetricGroup, Permutation
+from verify.declare.groups import PlaneElement, PlaneGroup, Representation, SymmetricGroup, Permutation
 
 
 def _require_odd_square(x: torch.Tensor, what: str) -> int:

@@ -1,9 +1,9 @@
 """Domains: where a claim is made, as data that knows how to draw, perturb, grow and shrink its inputs.
 
-The one search engine (verify/search.py) works on any object with this interface. A map of Rⁿ is
+The one search engine (verify/checking/search.py) works on any object with this interface. A map of Rⁿ is
 claimed *everywhere* unless its claim says otherwise (`where=`), so its domain grows outward from the
 data box: the box itself, then ×2, ×10, ×100, ×10³, plus very small magnitudes around the centre,
-clipped to the claimed region. Image fields, sets and graphs are domains too (verify/actions.py
+clipped to the claimed region. Image fields, sets and graphs are domains too (verify/declare/actions.py
 draws their inputs); they have no "outward" in the same sense and list one scale.
 """
 from __future__ import annotations

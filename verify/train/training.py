@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from verify.errors import CheckpointError
-from verify.registry import Architecture, get, get_task
+from verify.declare.registry import Architecture, get, get_task
 
 TENSORS = "model.safetensors"
 RECORD = "checkpoint.json"

@@ -6,7 +6,7 @@ drift from the code that runs. Here the twin is read off the code: `layer.forwar
 every submodule call inlined, and the graph is replayed as a Builder program on the
 symbolic backends. Parameters and buffers become parameter symbols, concrete
 activations (tanh, sigmoid, exp, softplus, sin, cos) carry their real derivative
-identities (verify.symbolic.KNOWN_FUNCTIONS), numeric literals become exact rationals.
+identities (verify.derive.symbolic.KNOWN_FUNCTIONS), numeric literals become exact rationals.
 
 Nothing is guessed: every node's result is checked against the shape torch itself
 computes on an example batch (B, dim), and the program, instantiated with the layer's
@@ -34,7 +34,7 @@ from torch.fx.node import map_arg
 from torch.fx.passes.shape_prop import ShapeProp
 
 from verify.errors import InputError
-from verify.symbolic import Builder, Mat, SymbolicBlock, Vec, matrix_entry, trace_float
+from verify.derive.symbolic import Builder, Mat, SymbolicBlock, Vec, matrix_entry, trace_float
 
 __all__ = ["GeneratedTwin", "SUPPORTED", "Untraceable", "generate_block", "generate_layers", "generate_stages"]
 
@@ -643,7 +643,7 @@ class GeneratedTwin:
 
     `parameters` maps each parameter symbol base name of the block (e.g. "K", "V_l1_weight") to the dotted name
     of the layer's parameter or buffer it stands for ("K", "V.l1.weight"); `shapes` gives that tensor's shape
-    (() or (1,): one scalar symbol `base`; (n,): `base_i`; (r, c): `base_ij`, see verify.symbolic.matrix_entry).
+    (() or (1,): one scalar symbol `base`; (n,): `base_i`; (r, c): `base_ij`, see verify.derive.symbolic.matrix_entry).
     """
 
     block: SymbolicBlock
@@ -1027,7 +1027,7 @@ def _stages(gm: fx.GraphModule, dim: int, batch: int, by_slots: bool) -> list[_S
 
 
 def _float_builder(prep: _Prepared, x: Sequence[float]) -> tuple[Builder, Vec]:
-    from verify.symbolic import _Float  # the float backend, instantiated with the layer's own values
+    from verify.derive.symbolic import _Float  # the float backend, instantiated with the layer's own values
 
     backend = _Float(0)
     backend.values.update(prep.values)

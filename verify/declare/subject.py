@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import torch
 
-from verify.search import Budget
-from verify.symbolic import SymbolicBlock
+from verify.checking.search import Budget
+from verify.derive.symbolic import SymbolicBlock
 
 
 @dataclass
