@@ -80,11 +80,23 @@ class Property:
 
     `dim`, when given, is the phase-space dimension the claim is about; the checker refuses a model of
     another dimension rather than guess. `where` restricts the claim to a box (low, high); the default,
-    None, claims it everywhere, so the search grows outward from the data.
+    None, claims it everywhere, so the search grows outward from the data. `within` states the size of
+    defect the claim allows (a network trained to be approximately symplectic, say); by default only
+    round-off is allowed, with the tolerance derived from the property's error model.
     """
+
+    def __post_init__(self) -> None:
+        from verify.errors import InputError
+
+        if self.within is not None:
+            ok = isinstance(self.within, (int, float)) and not isinstance(self.within, bool) and 0 < self.within < float("inf")
+            if not ok:
+                raise InputError(f"{self.name}(within=...)", self.within, "a positive finite number (the defect the claim allows)",
+                                 f"write {self.name}(within=1e-4), or leave within out to allow round-off only")
 
     dim: int | None = None
     where: Region | None = None
+    within: float | None = None  # a tolerance the claim states ("symplectic to within 1e-4"); None: round-off only
 
     name: ClassVar[str] = "property"
     statement: ClassVar[str] = ""  # LaTeX of what is claimed, for every x and every parameter
@@ -129,6 +141,8 @@ class Property:
         extra = [] if self.dim is None else [f"dim={self.dim}"]
         if self.where is not None:
             extra.append(f"where={list(self.where[0])}..{list(self.where[1])}")
+        if self.within is not None:
+            extra.append(f"within={self.within:g}")
         return self.name if not extra else f"{self.name}({', '.join(extra)})"
 
 
@@ -153,11 +167,39 @@ class MapProperty(Property):
         raise NotImplementedError
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
+        """The round-off tolerance of the property's error model."""
         raise NotImplementedError
+
+    def claimed_tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
+        """What the numeric stage holds the model to: the claim's own `within=` where it states one (in every dtype,
+        the float64 oracle included: a structural defect below it is what the claim allows), else round-off."""
+        derived = self.tolerance(dtype, dim, depth)
+        if self.within is None:
+            return derived
+        return Tolerance(float(self.within), f"stated by the claim: within={self.within:g} (round-off alone would allow "
+                                             f"{derived.value:.3g}: {derived.formula})")
+
+    def diagnose(self, model: torch.nn.Module, x: torch.Tensor) -> str:
+        """A sentence on what a violation at input x is (e.g. "det J = −1: orientation reversed"), or ""."""
+        return ""
 
     # -- the protocol -----------------------------------------------------------
     def symbolic(self, subject: "Subject") -> "Evidence | None":
+        found = self._exact(subject)
+        if found is not None and self.within is not None and found.verdict.value == "violated":
+            # the exact identity fails, but the claim is approximate: a non-zero residual does not refute
+            # "within ε"; the trained model's measured defect (numeric stage) decides
+            from verify.evidence import Verdict
+
+            found = dataclasses.replace(found, verdict=Verdict.UNDECIDED, summary=(
+                f"not exact: {found.summary}; the claim states within={self.within:g}, so the numeric stage decides"))
+        return found
+
+    def _exact(self, subject: "Subject") -> "Evidence | None":
         from verify.derive.proofs import derive, derive_scheme
+
+        if type(self).exact_residual is MapProperty.exact_residual:
+            return None  # a numeric-only property (it defines no obligation): no symbolic stage, and the report says so
 
         if subject.scheme is not None:
             found = derive_scheme(self, subject.scheme, subject.time_limit)

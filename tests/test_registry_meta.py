@@ -51,3 +51,36 @@ def test_imports_work_in_either_order():
         code = f"import {first}; import {second}; from verify.properties import Symplectic; from verify import check"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr
+
+
+def _collect(*options):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_registered_claims.py", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", *options], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    items = [line for line in proc.stdout.splitlines() if "::" in line]
+    return proc, items
+
+
+def test_the_pytest_plugin_can_be_limited_to_names_or_a_package():
+    from verify.declare.registry import all_architectures
+
+    archs = {a.name: a for a in all_architectures()}
+    proc, items = _collect("--verify-only", "la-*,g-sympnet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = {i.split("[", 1)[1].split("::", 1)[0] for i in items}
+    assert names == {"la-sympnet", "g-sympnet"}
+    per_test = len(archs["la-sympnet"].claims) + len(archs["g-sympnet"].claims)
+    assert len(items) == 3 * per_test  # three test functions take the fixture
+
+    proc, items = _collect("--verify-package", "verify.models.permutation")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = {i.split("[", 1)[1].split("::", 1)[0] for i in items}
+    assert names and all(archs[n].origin.startswith("verify.models.permutation.") for n in names)
+
+
+def test_a_selection_that_matches_nothing_is_a_usage_error_that_says_so():
+    proc, items = _collect("--verify-only", "no-such-architecture-*")
+    assert proc.returncode != 0 and not items
+    assert "selects no registered architecture" in proc.stdout + proc.stderr

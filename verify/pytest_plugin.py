@@ -1,18 +1,21 @@
 """pytest plugin: every registered architecture × claim becomes a test item.
 
 A test function that takes the fixture `registered_claim` is parametrised over the
-whole registry (built-in models, entry-point plugins and VERIFY_PLUGINS modules).
+registry (built-in models, entry-point plugins and VERIFY_PLUGINS modules), or the part
+of it that `--verify-only` (name patterns) and `--verify-package` (where declared) select.
 Each architecture is trained and checked once per session; the item asserts its
 claim came out as expected (proved/holds, or violated for a control's false claim).
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
+from typing import Sequence
 
 import pytest
 
 from verify.checking.api import ArchitectureResult, ClaimResult, check
-from verify.declare.registry import all_architectures
+from verify.declare.registry import Architecture, all_architectures
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -20,6 +23,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--verify-size", default="quick", help="model size for registry claims (quick|full)")
     group.addoption("--verify-seed", type=int, default=0, help="seed for training and checks")
     group.addoption("--verify-rollout-steps", type=int, default=10_000, help="long-rollout steps")
+    group.addoption("--verify-only", default="", metavar="PATTERNS",
+                    help="comma-separated name patterns (fnmatch, e.g. 'my-*,hnn-*'): check only these architectures")
+    group.addoption("--verify-package", default="", metavar="PACKAGES",
+                    help="comma-separated module prefixes (e.g. 'my_package'): check only architectures declared there")
+
+
+def selected(architectures: Sequence[Architecture], only: str = "", package: str = "") -> list[Architecture]:
+    """The architectures a run covers: all of them, or those matching a name pattern and/or declared in a package."""
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    packages = [p.strip() for p in package.split(",") if p.strip()]
+    out = []
+    for a in architectures:
+        if patterns and not any(fnmatch.fnmatchcase(a.name, p) for p in patterns):
+            continue
+        if packages and not any(a.origin == p or a.origin.startswith(p + ".") for p in packages):
+            continue
+        out.append(a)
+    return out
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,8 +53,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "registered_claim" in metafunc.fixturenames:
-        cases = [(a.name, c.name) for a in all_architectures() for c in a.claims]
-        metafunc.parametrize("registered_claim", cases, ids=[f"{a}::{c}" for a, c in cases], indirect=True)
+        cfg = metafunc.config
+        archs = selected(all_architectures(), cfg.getoption("--verify-only"), cfg.getoption("--verify-package"))
+        # one xdist group per architecture: with `-n N --dist loadgroup` its claims share one worker, so it is
+        # trained once (the on-disk model cache covers the other distribution modes and repeated runs)
+        params = [pytest.param((a.name, c.name), id=f"{a.name}::{c.name}", marks=pytest.mark.xdist_group(a.name))
+                  for a in archs for c in a.claims]
+        if not params and (cfg.getoption("--verify-only") or cfg.getoption("--verify-package")):
+            raise pytest.UsageError(
+                f"--verify-only={cfg.getoption('--verify-only')!r} --verify-package={cfg.getoption('--verify-package')!r} "
+                f"selects no registered architecture (there are {len(all_architectures())}); "
+                "fix the pattern (see `verify list`) or drop the option")
+        metafunc.parametrize("registered_claim", params, indirect=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

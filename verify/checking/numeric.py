@@ -174,8 +174,8 @@ def measure(
                 f"declare {prop.name}(dim={dim}) or check the model that matches the claim",
             )
         preflight(model, dim, dtype, device)
-        tol = prop.tolerance(dtype, dim, depth)
-        tol64 = prop.tolerance(torch.float64, dim, depth)
+        tol = prop.claimed_tolerance(dtype, dim, depth)
+        tol64 = prop.claimed_tolerance(torch.float64, dim, depth)
         model64, how64 = float64_copy(model) if oracle else (None, "oracle off")
         objective = Objective(
             ratio=_ratio(prop, model, dtype, tol.value, detach=True),
@@ -187,10 +187,10 @@ def measure(
             stage="numeric", verdict=Verdict.ERROR, summary=str(exc),
             seconds=time.perf_counter() - start, expected=exc.expected, fix=exc.fix,
         )
-    return _measurement(prop, found, tol, tol64, dtype, device, seed, domain, how64, start)
+    return _measurement(prop, model, found, tol, tol64, dtype, device, seed, domain, how64, start)
 
 
-def _measurement(prop: MapProperty, found: SearchResult, tol: Any, tol64: Any, dtype: torch.dtype,
+def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult, tol: Any, tol64: Any, dtype: torch.dtype,
                  device: torch.device, seed: int, domain: Domain, how64: str, start: float) -> Measurement | Failure:
     worst_r, worst_x = found.worst()
     worst = worst_r * tol.value
@@ -234,6 +234,9 @@ def _measurement(prop: MapProperty, found: SearchResult, tol: Any, tol64: Any, d
         summary = (f"max defect {worst:.3g} {'>' if exceeded else '≤'} tolerance {tol.value:.3g} ({classification}: "
                    f"float64 defect {max64:.3g} {'>' if structural else '≤'} float64 tolerance {tol64.value:.3g})"
                    + (f"; counterexample ({found.counterexample_dtype}) x = {_short(ce)}" if ce is not None else ""))
+        hint = _diagnosis(prop, model, ce if ce is not None else (worst64_x if structural else worst_x))
+        if hint:
+            summary += f"; {hint}"
     observed = near_r * tol.value if math.isfinite(near_r) else float(d.max())
     return Measurement(
         stage="numeric",
@@ -272,6 +275,16 @@ def _measurement(prop: MapProperty, found: SearchResult, tol: Any, tol64: Any, d
         defects_sample=d.cpu().tolist()[:4096],
         defects_sample_float64=[] if found.ratios64 is None else (found.ratios64 * tol64.value).cpu().tolist()[:4096],
     )
+
+
+def _diagnosis(prop: MapProperty, model: torch.nn.Module, x: torch.Tensor | None) -> str:
+    """The property's own reading of the violation at x; a diagnosis that fails says nothing rather than hide the verdict."""
+    if x is None:
+        return ""
+    try:
+        return prop.diagnose(model, x)
+    except Exception:  # noqa: BLE001 - the verdict stands without the sentence
+        return ""
 
 
 def _short(x: torch.Tensor | None) -> str:

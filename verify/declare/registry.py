@@ -25,13 +25,40 @@ ENTRY_POINT_GROUP = "verify.architectures"
 
 @dataclass(frozen=True)
 class Size:
-    """A model configuration and how long to train it."""
+    """A model configuration and how to train it.
+
+    `optimizer` names the optimiser class by its import path ("torch.optim.Adam", the default, or e.g.
+    "geoopt.optim.RiemannianAdam" for a model whose weights live on a manifold), or is a callable
+    `(parameters, lr) -> optimizer`; `optimizer_options` are passed to it besides `lr`.
+    """
 
     config: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 300
     lr: float = 1e-2
     n_train: int = 512
     batch: int = 256
+    optimizer: str | Callable[..., Any] = "torch.optim.Adam"
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def make_optimizer(self, parameters: Any) -> Any:
+        """The optimiser this size names, on `parameters`; a name that does not resolve is an InputError."""
+        from verify.errors import InputError
+
+        factory = self.optimizer
+        if isinstance(factory, str):
+            module, _, attr = factory.rpartition(".")
+            try:
+                factory = getattr(importlib.import_module(module), attr) if module else None
+            except Exception as exc:  # noqa: BLE001 - any import failure is the same user error
+                raise InputError("Size(optimizer=...)", self.optimizer, "an importable optimiser class path",
+                                 f"install the package that provides it, or fix the path ({type(exc).__name__}: {exc})") from exc
+            if factory is None:
+                raise InputError("Size(optimizer=...)", self.optimizer, "a dotted path such as 'torch.optim.Adam'",
+                                 "write the full import path of the optimiser class")
+        if not callable(factory):
+            raise InputError("Size(optimizer=...)", self.optimizer, "an optimiser class path or a callable",
+                             "write optimizer='torch.optim.SGD' or optimizer=lambda params, lr: MyOpt(params, lr=lr)")
+        return factory(parameters, lr=self.lr, **dict(self.optimizer_options))
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ def train(
     progress: bool = False,
     out_dir: Path | str | None = None,
 ) -> Trained:
-    """Fit the architecture to its task's one-step flow map (mean squared error, Adam)."""
+    """Fit the architecture to its task (its loss, else mean squared error) with the size's optimiser (Adam by default)."""
     from tqdm.auto import tqdm
 
     arch = get(arch) if isinstance(arch, str) else arch
@@ -71,7 +71,7 @@ def train(
     x, y = (_cast(t, dev) for t in task.dataset(spec.n_train, seed))
     xt, yt = (_cast(t, dev) for t in task.dataset(256, seed + 10_000))
     loss_fn = getattr(task, "loss", None) or _mse
-    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    opt = spec.make_optimizer(model.parameters())
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     history: list[float] = []
