@@ -21,7 +21,7 @@ from verify.evidence import Evidence, Failure, Note, Verdict, combine
 from verify.declare.registry import Architecture, get, get_task
 from verify.checking.search import Budget
 from verify.declare.subject import Settings, Subject
-from verify.train.training import Trained, load_checkpoint, train
+from verify.train.training import Trained, load_checkpoint, save_checkpoint, train_cached
 
 
 @dataclass
@@ -177,7 +177,9 @@ def check(
             if checkpoint is not None:
                 trained = load_checkpoint(checkpoint, arch, device=device)
             else:
-                trained = train(arch, size, seed=seed, device=device, progress=progress, out_dir=checkpoint_dir)
+                trained = train_cached(arch, size, seed=seed, device=device, progress=progress)
+                if checkpoint_dir is not None:
+                    trained.checkpoint = str(save_checkpoint(trained, arch, Path(checkpoint_dir)))
             model = trained.model
         except VerifyError as exc:
             result.errors.append(str(exc))

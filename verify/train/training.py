@@ -7,9 +7,14 @@ message rather than half-loaded.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import inspect
 import json
 import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +51,7 @@ class Trained:
     seconds: float = 0.0
     steps: int = 0
     checkpoint: str | None = None
+    cached: bool = False  # loaded from the trained-model cache (the same code, config and seed trained it before)
 
 
 def train(
@@ -178,3 +184,98 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
         seconds=record.get("seconds", 0.0), steps=record.get("steps", 0), checkpoint=str(directory),
     )
 
+
+
+# -- the trained-model cache -------------------------------------------------------------------------------------
+# xdist workers and repeated runs train the same (architecture, size, seed) again and again; training is most of a
+# quick check's time. The cache key hashes everything training depends on, the code included, so a changed model,
+# task, size or trainer is a miss, never a stale hit.
+CACHE_ENV = "VERIFY_CACHE"  # a folder; "off" disables the cache
+
+
+def cache_root() -> Path | None:
+    """Where trained models are cached: $VERIFY_CACHE, else ~/.cache/structure-verify/trained; None when disabled."""
+    value = os.environ.get(CACHE_ENV)
+    if value is not None and value.strip().lower() in ("", "off", "0", "no", "false"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "structure-verify" / "trained"
+
+
+def _package_sources(obj: object) -> list[Path]:
+    """Source files of every loaded module of the package that defines obj (the whole package: a model's code spans
+    files), plus the trainer itself; empty when obj has no source file (then nothing is cached)."""
+    module = getattr(obj, "__module__", None) or ""
+    try:
+        own = inspect.getsourcefile(obj)  # type: ignore[arg-type]
+    except TypeError:
+        own = None
+    if not module or own is None:
+        return []
+    top = module.split(".")[0]
+    files = {Path(own).resolve(), Path(__file__).resolve()}
+    for name, mod in list(sys.modules.items()):
+        if name == top or name.startswith(top + "."):
+            f = getattr(mod, "__file__", None)
+            if f and f.endswith(".py"):
+                files.add(Path(f).resolve())
+    return sorted(files)
+
+
+def cache_key(arch: Architecture, size: str, seed: int, device: torch.device) -> str | None:
+    """A name for this training run's result, or None when it cannot be keyed safely (no source to hash)."""
+    spec = arch.size(size)
+    task = get_task(arch.task) if arch.task else None
+    sources = _package_sources(arch.factory) + (_package_sources(type(task)) if task is not None else [])
+    if not sources:
+        return None
+    h = hashlib.sha256()
+    optimizer = spec.optimizer if isinstance(spec.optimizer, str) else getattr(spec.optimizer, "__qualname__", None)
+    if optimizer is None or "<lambda>" in optimizer or "<locals>" in optimizer:
+        return None  # a local callable has no stable name to key on
+    for part in (arch.name, size, seed, device.type, torch.__version__, str(torch.get_default_dtype()), arch.task,
+                 json.dumps(dict(spec.config), sort_keys=True, default=repr), spec.steps, spec.lr, spec.n_train,
+                 spec.batch, optimizer, json.dumps(dict(spec.optimizer_options), sort_keys=True, default=repr)):
+        h.update(repr(part).encode() + b"\0")
+    for f in sorted(set(sources)):
+        h.update(str(f).encode() + b"\0" + f.read_bytes())
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in arch.name)
+    return f"{safe}-{size}-s{seed}-{device.type}-{h.hexdigest()[:20]}"
+
+
+def train_cached(arch: Architecture | str, size: str = "quick", *, seed: int = 0, device: str | None = None,
+                 progress: bool = False) -> Trained:
+    """train(), or its result from the cache when the same code, config and seed trained it before.
+
+    Concurrent callers (xdist workers) of one key are serialised by a file lock: one trains, the others load. A
+    cache entry that does not load (truncated, foreign) is discarded and retrained, never trusted.
+    """
+    arch = get(arch) if isinstance(arch, str) else arch
+    root = cache_root()
+    dev = pick_device(device)
+    key = None if root is None else cache_key(arch, size, seed, dev)
+    if key is None:
+        return train(arch, size, seed=seed, device=device, progress=progress)
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / key
+    with open(root / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if entry.is_dir():
+            try:
+                trained = load_checkpoint(entry, arch, device=device)
+                trained.cached = True
+                return trained
+            except CheckpointError:
+                shutil.rmtree(entry, ignore_errors=True)
+        trained = train(arch, size, seed=seed, device=device, progress=progress)
+        tmp = root / f".{key}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            save_checkpoint(trained, arch, tmp)
+            os.rename(tmp, entry)  # whole or nothing: a reader never sees half an entry
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk or a read-only cache costs the cache, not the check
+        trained.checkpoint = None
+        return trained
