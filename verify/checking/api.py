@@ -66,6 +66,7 @@ class ArchitectureResult:
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     architecture: Architecture | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the settings that shaped the evidence (for reproduce lines)
 
     @property
     def passed(self) -> bool:
@@ -158,6 +159,8 @@ def check(
         budget = dataclasses.replace(budget, n_inputs=budget.n_inputs if n_inputs is None else n_inputs,
                                      examples=budget.examples if max_examples is None else max_examples)
     settings = Settings(seed=seed, budget=budget)
+    result.options = {"seed": seed, "n_inputs": budget.n_inputs, "max_examples": budget.examples, "time_limit": time_limit,
+                      "rollout_steps": rollout_steps, "symbolic": symbolic, "numeric": numeric, "device": device}
 
     try:
         blocks = arch.symbolic_blocks(size) if arch else []
