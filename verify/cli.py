@@ -12,7 +12,6 @@ Exit status, every command:
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time

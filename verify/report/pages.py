@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -300,8 +301,6 @@ def _binding_section(r: ClaimResult) -> list[str]:
 def reproduce(result: ArchitectureResult, root: Path | str, checkpoint: str | None) -> dict[str, str]:
     """The commands that reproduce a report: complete (every setting that shapes the evidence, and the --plugin
     that registers the architecture) and relative (to the report's folder, or to the folder the run was made in)."""
-    import os
-
     opts = result.options
     args = [f"--size {result.size}", f"--seed {result.environment.get('seed', opts.get('seed', 0))}"]
     if opts:
@@ -354,7 +353,11 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
     data = to_json(result)
     trained = result.trained
     here = (folder / "checkpoint" / "checkpoint.json").is_file()
-    ckpt_ref = "checkpoint" if here else (trained.checkpoint if trained is not None else None)
+    ckpt_ref = None
+    if here:
+        ckpt_ref = "checkpoint"
+    elif trained is not None and trained.checkpoint:  # elsewhere (the API's checkpoint_dir): relative to the report
+        ckpt_ref = os.path.relpath(Path(trained.checkpoint).resolve(), (Path(root) / result.name).resolve())
     if data["training"] is not None:
         data["training"]["checkpoint"] = ckpt_ref
     repro = reproduce(result, root, "checkpoint" if here else None)

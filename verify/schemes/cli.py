@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Optional, Sequence, TextIO
 
 from . import catalogue
