@@ -270,14 +270,16 @@ def to_markdown(r: dict[str, Any]) -> str:
 
 
 def main(out: Path, quick: bool = False) -> int:
+    from verify.files import atomic_write_text
+
     r = run(quick=quick)
     out.mkdir(parents=True, exist_ok=True)
     name = "benchmarks-quick" if quick else "benchmarks"
-    (out / f"{name}.json").write_text(json.dumps(r, indent=1))
-    (out / f"{name}.md").write_text(to_markdown(r))
+    atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
+    atomic_write_text(out / f"{name}.md", to_markdown(r))
     print(to_markdown(r))
     return 0
 
 
 if __name__ == "__main__":
-    main(Path(__file__).resolve().parent.parent / "reports")
+    main(Path("reports"))

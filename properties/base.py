@@ -27,6 +27,9 @@ class Tolerance:
         return f"{self.value:.3g} ({self.formula})"
 
 
+HALF_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
@@ -61,7 +64,10 @@ class Probe:
         if self._J is None:
             from verify.checking.numeric import batched_jacobian
 
-            self._J = batched_jacobian(self.model, self.x, strict=self.strict)
+            J = batched_jacobian(self.model, self.x, strict=self.strict)
+            # torch.linalg has no half-precision kernels (norms, det, cond, eigvals): the Jacobian the model's own
+            # dtype produced is widened to float32 for the defect's linear algebra; the tolerance stays the model's
+            self._J = J.float() if J.dtype in HALF_PRECISION else J
         return self._J
 
 

@@ -612,7 +612,7 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
 
     ratios = [max(e / th if th > 0 else (math.inf if e > 0 else 0.0), e64 / th64 if th64 > 0 else (math.inf if e64 > 0 else 0.0))
               for e, th, e64, th64 in zip(errors, thresholds, errors64, thresholds64)]
-    worst = int(np.nanargmax(np.asarray(ratios))) if ratios else 0
+    worst = int(np.nanargmax(np.asarray(ratios))) if ratios and not all(math.isnan(r) for r in ratios) else 0  # all NaN: the error below
     calib = _calibration(errors, pe["tol"], labels, elements, prop.group.identity())
     calib64 = _calibration(errors64, pe["tol64"], labels, elements, prop.group.identity())
     ce = search.get("counterexample")

@@ -1,40 +1,59 @@
-"""The `verify` command: list, check, train, report, bench (and scheme, once schemes land).
+"""The `verify` command: list, check, train, report, bench, scheme.
 
-Exit status of `check`: 0 only when every claim checked is proved or holds.
-Exit status of `report`: 0 only when every genuine claim is proved or holds and every
-false claim of a negative control is violated (the registry came out as expected);
-`--strict` applies the `check` rule to `report` too.
+Exit status, every command:
+  0  every claim as expected (`check`: every claim checked is proved or holds; `report`: every genuine
+     claim proved or holds and every false claim of a negative control violated; `--strict` applies
+     the `check` rule to `report` too);
+  1  a claim not as expected (including `error` and `undecided` verdicts, and for `report` an
+     architecture that could not be checked);
+  2  bad input or usage (an unknown option value, architecture or size, a bad environment variable,
+     a folder another verify command is writing to): one line on stderr, and nothing is written.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
 
-from verify.errors import VerifyError
+from verify.errors import InputError, VerifyError
 
-DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
+DEFAULT_REPORTS = Path("reports")  # relative: ./reports of the folder the command runs in
+MAX_THREADS = 1024
 
 
 def threads() -> None:
-    """One intra-op thread unless VERIFY_THREADS says otherwise.
+    """One intra-op thread unless VERIFY_THREADS says otherwise (validated: a bad value is an InputError).
 
     The models here are small: with two threads on a two-core machine a training step
     was measured 10-15× slower than with one (synchronisation dominates tiny kernels).
     """
     import os
 
+    raw = os.environ.get("VERIFY_THREADS", "").strip() or "1"
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        raise InputError("VERIFY_THREADS", os.environ.get("VERIFY_THREADS"), f"a whole number of threads from 1 to {MAX_THREADS}",
+                         "unset it (one thread: the fastest for these small models) or set e.g. VERIFY_THREADS=2")
     import torch
 
-    torch.set_num_threads(int(os.environ.get("VERIFY_THREADS", "1")))
+    torch.set_num_threads(n)
 
 
 def _load_plugins(mods: list[str] | None) -> None:
+    """--plugin modules, then the registry (built-ins, entry points, VERIFY_PLUGINS); a module that does not import
+    is one line on stderr, and every other architecture still runs."""
+    from verify.declare.registry import load_all, load_errors, load_plugin
+
     for m in mods or []:
-        importlib.import_module(m)
+        load_plugin(m, "--plugin")
+    load_all()
+    for line in load_errors():
+        print(f"verify: warning: {line}", file=sys.stderr)
 
 
 def _table(result) -> str:
@@ -77,65 +96,133 @@ def _check_kwargs(args: argparse.Namespace) -> dict:
     )
 
 
+def _validate(args: argparse.Namespace) -> None:
+    """Numeric options and the device, before anything runs or is written (InputError: exit 2)."""
+    import math
+
+    if getattr(args, "inputs", None) is not None and args.inputs < 1:
+        raise InputError("--inputs", args.inputs, "a whole number >= 1 (seeded inputs per claim)",
+                         "pass e.g. --inputs 256, or leave it out for the engine's budget (8192)")
+    if getattr(args, "examples", None) is not None and args.examples < 0:
+        raise InputError("--examples", args.examples, "a whole number >= 0 (hypothesis examples per claim; 0 skips them)",
+                         "pass e.g. --examples 60, or leave it out")
+    if hasattr(args, "seed") and not 0 <= args.seed <= 2 ** 32 - 1:
+        raise InputError("--seed", args.seed, "a whole number from 0 to 2**32 - 1", "pass e.g. --seed 0")
+    if hasattr(args, "symbolic_timeout") and not (math.isfinite(args.symbolic_timeout) and args.symbolic_timeout > 0):
+        raise InputError("--symbolic-timeout", args.symbolic_timeout, "a finite number of seconds > 0",
+                         "pass e.g. --symbolic-timeout 20 (the default)")
+    if hasattr(args, "rollout_steps") and args.rollout_steps < 0:
+        raise InputError("--rollout-steps", args.rollout_steps, "a whole number >= 0 (0 skips the rollout)",
+                         "pass e.g. --rollout-steps 10000 (the default) or 0")
+    if getattr(args, "symbolic_only", False) and getattr(args, "numeric_only", False):
+        raise InputError("--symbolic-only --numeric-only", True, "at most one of them (together they check nothing)",
+                         "drop one of the two")
+    if getattr(args, "device", None) is not None:
+        from verify.train.training import pick_device
+
+        pick_device(args.device, "--device")
+    if getattr(args, "checkpoint", None) is not None and not Path(args.checkpoint).is_dir():
+        raise InputError("--checkpoint", args.checkpoint, "an existing checkpoint folder (model.safetensors + checkpoint.json)",
+                         "point at reports/NAME/checkpoint, or train one with `verify train NAME`")
+
+
+def _require_size(archs: list, size: str) -> None:
+    lacking = [a.name for a in archs if size not in a.sizes]
+    if lacking:
+        known = sorted({s for a in archs for s in a.sizes})
+        raise InputError("--size", size, f"a size every selected architecture has ({', '.join(known)})",
+                         f"pass --size quick or --size full ({len(lacking)} of {len(archs)} selected architectures lack "
+                         f"{size!r}: {', '.join(lacking[:5])}{'…' if len(lacking) > 5 else ''})")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from verify.checking.api import check
+    from verify.declare.registry import get
     from verify.report.pages import to_json
 
-    result = check(args.name, checkpoint=args.checkpoint, **_check_kwargs(args))
+    arch = get(args.name)
+    _require_size([arch], args.size)
+    result = check(arch, checkpoint=args.checkpoint, **_check_kwargs(args))
     print(json.dumps(to_json(result), indent=1, default=str) if args.json else _table(result))
     ok = not result.errors and all(r.verdict.passed for r in result.results)
     return 0 if ok else 1
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from verify.declare.registry import get
+    from verify.files import folder_lock, recover
     from verify.train.training import train
 
-    out = Path(args.out) / args.name / "checkpoint"
-    t = train(args.name, args.size, seed=args.seed, device=args.device, progress=not args.quiet, out_dir=out)
+    arch = get(args.name)
+    _require_size([arch], args.size)
+    out_root = Path(args.out)
+    with folder_lock(out_root, "verify train"):
+        recover(out_root)
+        out = out_root / args.name / "checkpoint"
+        t = train(arch, args.size, seed=args.seed, device=args.device, progress=not args.quiet, out_dir=out)
     print(f"trained {args.name} [{args.size}] in {t.seconds:.1f} s on {t.device}: held-out MSE {t.test_loss:.3g}; saved {out}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import shutil
+
     from tqdm.auto import tqdm
 
     from verify.checking.api import check
-    from verify.declare.registry import all_architectures, get
+    from verify.declare.registry import all_architectures, get, load_errors
+    from verify.files import folder_lock, hook, recover, scratch_path
     from verify.report.pages import write_architecture, write_index
 
-    archs = [get(n) for n in args.names] if args.names else all_architectures()
+    archs = [get(n) for n in dict.fromkeys(args.names)] if args.names else all_architectures()
+    if not archs:
+        raise InputError("architectures", args.names, "at least one registered architecture",
+                         "run `verify list`, or register one (see the README)")
+    _require_size(archs, args.size)
     out = Path(args.out)
     results = []
     start = time.perf_counter()
-    for arch in tqdm(archs, desc="verify report", disable=args.quiet):
-        ckpt_dir = out / arch.name / "checkpoint"
-        reuse = args.reuse_checkpoints and (ckpt_dir / "checkpoint.json").is_file()
-        try:
-            result = check(arch, checkpoint=ckpt_dir if reuse else None, checkpoint_dir=None if reuse else ckpt_dir,
-                           **_check_kwargs(args))
-        except VerifyError as exc:  # one broken architecture must not lose the others' reports
-            print(f"{arch.name}: {exc}", file=sys.stderr)
-            continue
-        except Exception as exc:  # nor may a user's model or a library that raises outside every guarded stage
-            print(f"{arch.name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        write_architecture(result, out)
-        results.append(result)
-        if not args.quiet:
-            tqdm.write(_table(result))
-    if not args.names:
-        write_scheme_pages(out, args.quiet)
-    extra = []
-    if (out / "benchmarks.md").is_file():
-        extra.append("Benchmarks: [benchmarks.md](benchmarks.md).")
-    extra.append("Detection power and false alarms (the verifier's own credentials, `python -m benchmarks.power`): "
-                 "[power/README.md](power/README.md).")
-    if (out / "schemes").is_dir():
-        extra.append("Schemes: [schemes/](schemes/).")
-    if not args.names:
-        write_index(results, out, extra)
+    with folder_lock(out, "verify report"):
+        hook("report-locked")
+        for line in recover(out):
+            print(f"verify: tidied what an interrupted run left in {out}: {line}", file=sys.stderr)
+        for arch in tqdm(archs, desc="verify report", disable=args.quiet):
+            target = out / arch.name
+            reuse = args.reuse_checkpoints and (target / "checkpoint" / "checkpoint.json").is_file()
+            fresh = None if reuse else scratch_path(target)
+            try:
+                result = check(arch, checkpoint=target / "checkpoint" if reuse else None, checkpoint_dir=fresh,
+                               **_check_kwargs(args))
+                # the report, its figures and its checkpoint replace the previous ones as one unit
+                write_architecture(result, out, checkpoint=fresh if fresh is not None and fresh.is_dir() else None)
+            except VerifyError as exc:  # one broken architecture must not lose the others' reports
+                print(f"{arch.name}: {exc}", file=sys.stderr)
+                continue
+            except Exception as exc:  # nor may a user's model or a library that raises outside every guarded stage
+                print(f"{arch.name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            finally:
+                if fresh is not None and fresh.exists():
+                    shutil.rmtree(fresh, ignore_errors=True)
+            results.append(result)
+            if not args.quiet:
+                tqdm.write(_table(result))
+        if not args.names:
+            write_scheme_pages(out, args.quiet)
+        extra = []
+        broken = load_errors() if not args.names else []
+        if broken:
+            extra += ["Plugins that did not import (their architectures are missing from this run):", ""]
+            extra += [f"- {line}" for line in broken] + [""]
+        if (out / "benchmarks.md").is_file():
+            extra.append("Benchmarks: [benchmarks.md](benchmarks.md).")
+        extra.append("Detection power and false alarms (the verifier's own credentials, `python -m benchmarks.power`): "
+                     "[power/README.md](power/README.md).")
+        if (out / "schemes").is_dir():
+            extra.append("Schemes: [schemes/](schemes/).")
+        write_index(results, out, extra, order=[a.name for a in all_architectures()])
     total = time.perf_counter() - start
-    ok = len(results) == len(archs) and all(
+    ok = not broken and len(results) == len(archs) and all(
         (r.passed if not args.strict else all(c.verdict.passed for c in r.results)) for r in results
     )
     print(f"{len(results)} architectures reported in {total:.1f} s under {out}: "
@@ -153,6 +240,7 @@ def write_scheme_pages(out: Path, quiet: bool) -> int:
     """A page per catalogued scheme (tableau, every property with its derivation, stability plot)."""
     from tqdm.auto import tqdm
 
+    from verify.files import atomic_write_text
     from verify.schemes import catalogue
     from verify.schemes.report import write_scheme_page
 
@@ -163,34 +251,44 @@ def write_scheme_pages(out: Path, quiet: bool) -> int:
     for name in tqdm(names, desc="scheme pages", disable=quiet):
         page = write_scheme_page(catalogue.get(name), folder)
         lines.append(f"- [{name}]({page.name})")
-    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")
     return len(names)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from benchmarks import figures as bench
+    from verify.files import folder_lock
 
-    return bench.main(Path(args.out), quick=args.quick)
+    with folder_lock(Path(args.out), "verify bench"):
+        return bench.main(Path(args.out), quick=args.quick)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit status 2), not argparse's usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
 
 
 def _add_check_options(p: argparse.ArgumentParser, size: str) -> None:
     p.add_argument("--size", default=size, help=f"model size to train/check: quick or full (default {size})")
-    p.add_argument("--seed", type=int, default=0, help="seed for training, sampling and hypothesis (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for training, sampling and hypothesis, 0..2**32-1 (default 0)")
     p.add_argument("--symbolic-only", action="store_true", help="skip training and the numeric stage")
     p.add_argument("--numeric-only", action="store_true", help="skip the symbolic stage")
-    p.add_argument("--symbolic-timeout", type=float, default=20.0, help="seconds per symbolic step before 'undecided'")
+    p.add_argument("--symbolic-timeout", type=float, default=20.0, help="seconds per symbolic step before 'undecided' (> 0)")
     p.add_argument("--inputs", type=int, default=None,
-                   help="seeded inputs per claim, over every scale (default: the engine's budget, 8192)")
-    p.add_argument("--examples", type=int, default=None, help="hypothesis examples per claim (default: 60)")
-    p.add_argument("--rollout-steps", type=int, default=10_000, help="long-rollout length for Hamiltonian tasks")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+                   help="seeded inputs per claim, over every scale, >= 1 (default: the engine's budget, 8192)")
+    p.add_argument("--examples", type=int, default=None, help="hypothesis examples per claim, >= 0 (default: 60)")
+    p.add_argument("--rollout-steps", type=int, default=10_000, help="long-rollout length for Hamiltonian tasks (>= 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="verify", description="Check structure claims of neural networks, symbolically and numerically.")
+    parser = _Parser(prog="verify", description="Check structure claims of neural networks, symbolically and numerically. "
+                     "Exit status: 0 every claim as expected, 1 a claim not as expected, 2 bad input or usage.")
     parser.add_argument("--plugin", action="append", help="import this module first (it may register architectures); repeatable")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered architectures and their claims")
     p.add_argument("--json", action="store_true")
@@ -208,14 +306,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="full")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--out", default=str(DEFAULT_REPORTS))
+    p.add_argument("--out", default=str(DEFAULT_REPORTS), help="reports folder (default: ./reports); writes OUT/NAME/checkpoint")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="train, check and write reports for every registered architecture (the main job)")
     p.add_argument("names", nargs="*", help="architectures (default: all)")
-    p.add_argument("--out", default=str(DEFAULT_REPORTS))
-    p.add_argument("--reuse-checkpoints", action="store_true", help="load reports/<name>/checkpoint instead of training")
+    p.add_argument("--out", default=str(DEFAULT_REPORTS), help="reports folder (default: ./reports of the working folder)")
+    p.add_argument("--reuse-checkpoints", action="store_true", help="load OUT/<name>/checkpoint instead of training")
     p.add_argument("--strict", action="store_true", help="exit 1 unless every claim (controls' included) is proved or holds")
     _add_check_options(p, "full")
     p.set_defaults(func=cmd_report)
@@ -225,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=lambda a: _scheme_main(a.rest))
 
-    p = sub.add_parser("bench", help="measure the speed figures and write reports/benchmarks.md")
-    p.add_argument("--out", default=str(DEFAULT_REPORTS))
+    p = sub.add_parser("bench", help="measure the speed figures and write OUT/benchmarks.md")
+    p.add_argument("--out", default=str(DEFAULT_REPORTS), help="reports folder (default: ./reports)")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for tests)")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -238,13 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["scheme"]:  # its own parser: `verify scheme --help` shows the scheme options
         return _scheme_main(argv[1:])
     args = parser.parse_args(argv)
-    threads()
     try:
+        threads()
+        _validate(args)
         _load_plugins(args.plugin)
         return args.func(args)
     except VerifyError as exc:
         print(f"verify: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("verify: interrupted; files already written are complete, nothing half-written was left", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

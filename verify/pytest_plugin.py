@@ -45,8 +45,12 @@ def selected(architectures: Sequence[Architecture], only: str = "", package: str
 
 def pytest_configure(config: pytest.Config) -> None:
     from verify.cli import threads
+    from verify.errors import VerifyError
 
-    threads()
+    try:
+        threads()
+    except VerifyError as exc:  # a bad VERIFY_THREADS: one line, not a traceback
+        raise pytest.UsageError(str(exc)) from None
     config.addinivalue_line("markers", "slow: long-running check (deselect with -m 'not slow')")
     config.addinivalue_line("markers", "gpu: needs CUDA; skipped with a reason when none is present")
 

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Tuple
 
-__all__ = ["TimeLimitExceeded", "run_with_time_limit", "within_limit"]
+__all__ = ["TimeLimitExceeded", "remaining", "run_with_time_limit", "within_limit"]
 
 
 class TimeLimitExceeded(BaseException):
@@ -111,6 +111,13 @@ def run_with_time_limit(fn: Callable[..., Any], seconds: float, *args: Any,
             proc.terminate()
             proc.join(1.0)
         parent.close()
+
+
+def remaining() -> float | None:
+    """Seconds left before the innermost time limit of this thread expires (None: no limit is running here)."""
+    if not _deadlines or threading.current_thread() is not threading.main_thread():
+        return None
+    return min(_deadlines) - time.monotonic()
 
 
 def within_limit(fn: Callable[[], Any], seconds: float, step: str) -> Any:

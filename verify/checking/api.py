@@ -66,6 +66,7 @@ class ArchitectureResult:
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
     architecture: Architecture | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the settings that shaped the evidence (for reproduce lines)
 
     @property
     def passed(self) -> bool:
@@ -143,6 +144,8 @@ def check(
     from verify.checking.rollout import rollout
 
     start = time.perf_counter()
+    _validate_options(seed=seed, n_inputs=n_inputs, max_examples=max_examples, time_limit=time_limit,
+                      rollout_steps=rollout_steps)
     arch: Architecture | None
     if isinstance(target, torch.nn.Module):
         arch, model = None, target
@@ -158,6 +161,8 @@ def check(
         budget = dataclasses.replace(budget, n_inputs=budget.n_inputs if n_inputs is None else n_inputs,
                                      examples=budget.examples if max_examples is None else max_examples)
     settings = Settings(seed=seed, budget=budget)
+    result.options = {"seed": seed, "n_inputs": budget.n_inputs, "max_examples": budget.examples, "time_limit": time_limit,
+                      "rollout_steps": rollout_steps, "symbolic": symbolic, "numeric": numeric, "device": device}
 
     try:
         blocks = arch.symbolic_blocks(size) if arch else []
@@ -227,6 +232,28 @@ def check(
     result.environment = environment(seed, dev)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _validate_options(*, seed: int, n_inputs: int | None, max_examples: int | None, time_limit: float,
+                      rollout_steps: int) -> None:
+    """The numeric options of check(), refused with a fix before anything runs (the CLI checks its own spelling)."""
+    import math
+    import numbers
+
+    def whole(name: str, value: object, low: int, example: str, high: int | None = None) -> None:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+        if not ok:
+            span = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise InputError(name, value, f"a whole number {span}", f"pass e.g. {name}={example}")
+
+    whole("seed", seed, 0, "0", 2 ** 32 - 1)
+    if n_inputs is not None:
+        whole("n_inputs", n_inputs, 1, "256 (or None: the engine's budget)")
+    if max_examples is not None:
+        whole("max_examples", max_examples, 0, "60 (0 skips the hypothesis search)")
+    whole("rollout_steps", rollout_steps, 0, "10000 (0 skips the rollout)")
+    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
+        raise InputError("time_limit", time_limit, "a finite number of seconds > 0", "pass e.g. time_limit=20")
 
 
 def _guarded_domain(prop: Any, subject: Subject) -> Domain | None:

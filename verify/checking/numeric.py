@@ -9,13 +9,14 @@ model: a structural violation survives the cast, round-off shrinks by ~1e9.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from typing import Any
 
 import torch
 
-from verify.properties.base import MapProperty, Probe
+from verify.properties.base import HALF_PRECISION, MapProperty, Probe, eps
 from verify.checking.domains import NEAR_DATA, Domain
 from verify.errors import InputError
 from verify.evidence import Failure, Measurement, Verdict
@@ -175,6 +176,12 @@ def measure(
             )
         preflight(model, dim, dtype, device)
         tol = prop.claimed_tolerance(dtype, dim, depth)
+        if dtype in HALF_PRECISION:
+            name = str(dtype).replace("torch.", "")
+            tol = dataclasses.replace(tol, formula=(
+                f"{tol.formula}; the model runs in {name}: its outputs and Jacobian are computed in {name}, the "
+                f"defect's linear algebra in float32 (torch.linalg has no {name} kernels), and the tolerance is "
+                f"{name}'s (eps = {eps(dtype):.3g})"))
         tol64 = prop.claimed_tolerance(torch.float64, dim, depth)
         model64, how64 = float64_copy(model) if oracle else (None, "oracle off")
         objective = Objective(

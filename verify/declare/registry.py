@@ -169,6 +169,27 @@ def get_task(name: str) -> Any:
     return _TASKS[name]
 
 
+_LOAD_ERRORS: list[str] = []
+
+
+def load_plugin(module: str, source: str) -> bool:
+    """Import one plugin module; a module that does not import is recorded (one line naming it, see
+    `load_errors`) instead of ending every command, so the other architectures still run."""
+    try:
+        importlib.import_module(module)
+        return True
+    except Exception as exc:  # ModuleNotFoundError, a SyntaxError in the plugin, a duplicate name, ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _LOAD_ERRORS.append(f"plugin {module!r} ({source}) did not import: {type(exc).__name__}: {first}; its "
+                            f"architectures are not registered. Fix: install it or correct the name ({source})")
+        return False
+
+
+def load_errors() -> list[str]:
+    """One line per plugin module that did not import (entry points, VERIFY_PLUGINS, --plugin)."""
+    return list(_LOAD_ERRORS)
+
+
 def load_all() -> None:
     """Import the built-in models, the entry-point plugins and VERIFY_PLUGINS modules (once)."""
     global _loaded
@@ -177,9 +198,15 @@ def load_all() -> None:
     _loaded = True
     importlib.import_module("verify.models")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+        try:
+            ep.load()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _LOAD_ERRORS.append(f"plugin {ep.value!r} (entry point {ep.name!r} of group {ENTRY_POINT_GROUP}) did not "
+                                f"import: {type(exc).__name__}: {first}; its architectures are not registered. Fix: "
+                                f"reinstall the package that declares it, or remove the entry point")
     for mod in filter(None, (m.strip() for m in os.environ.get("VERIFY_PLUGINS", "").split(","))):
-        importlib.import_module(mod)
+        load_plugin(mod, "VERIFY_PLUGINS")
 
 
 def all_architectures() -> list[Architecture]:
@@ -190,5 +217,7 @@ def all_architectures() -> list[Architecture]:
 def get(name: str) -> Architecture:
     load_all()
     if name not in _ARCHITECTURES:
-        raise InputError("architecture", name, f"one of {sorted(_ARCHITECTURES)}", "run `verify list` to see them")
+        broken = (f"; {len(_LOAD_ERRORS)} plugin module(s) did not import, see the warning line(s) above"
+                  if _LOAD_ERRORS else "")
+        raise InputError("architecture", name, f"one of {sorted(_ARCHITECTURES)}", f"run `verify list` to see them{broken}")
     return _ARCHITECTURES[name]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,8 +17,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from verify.checking.api import ArchitectureResult, ClaimResult  # noqa: E402
 from verify.evidence import Binding, Failure, Measurement, Proof, Refutation  # noqa: E402
+from verify.files import atomic_path, atomic_write_text, hook, link_or_copy_tree, staged_folder  # noqa: E402
 
 MAX_LATEX = 1500  # a block map longer than this is summarised by its description
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A figure, written atomically (a kill leaves the previous PNG, never a 0-byte one)."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _fmt(v: Any) -> str:
@@ -72,8 +83,7 @@ def _plot_defects(result: ArchitectureResult, path: Path) -> bool:
         ax.set_xlabel("log10 normalised defect")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -84,8 +94,7 @@ def _line_plot(path: Path, x, y, xlabel: str, ylabel: str, title: str, size: tup
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -129,8 +138,7 @@ def _plot_equivariance(result: ArchitectureResult, path: Path) -> bool:
         ax.set_title(f"{r.claim.name} [{m.group}]: {r.verdict.value} (blue exact, orange interpolated)", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
@@ -290,12 +298,71 @@ def _binding_section(r: ClaimResult) -> list[str]:
     return lines
 
 
-def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
-    """Write reports/<name>/{report.json, README.md, *.png}; returns the folder."""
+def reproduce(result: ArchitectureResult, root: Path | str, checkpoint: str | None) -> dict[str, str]:
+    """The commands that reproduce a report: complete (every setting that shapes the evidence, and the --plugin
+    that registers the architecture) and relative (to the report's folder, or to the folder the run was made in)."""
+    opts = result.options
+    args = [f"--size {result.size}", f"--seed {result.environment.get('seed', opts.get('seed', 0))}"]
+    if opts:
+        args += [f"--inputs {opts['n_inputs']}", f"--examples {opts['max_examples']}",
+                 f"--symbolic-timeout {opts['time_limit']:g}", f"--rollout-steps {opts['rollout_steps']}"]
+        if not opts.get("symbolic", True):
+            args.append("--numeric-only")
+        if not opts.get("numeric", True):
+            args.append("--symbolic-only")
+        if opts.get("device"):
+            args.append(f"--device {opts['device']}")
+    arch = result.architecture
+    module = getattr(arch.factory, "__module__", "") if arch else ""
+    plugin, note = "", ""
+    if module and not module.startswith("verify.models"):
+        if module == "__main__":
+            note = ("the architecture was registered by a script (__main__): put it in an importable module and add "
+                    "`--plugin MODULE` after `verify`")
+        else:
+            plugin = f" --plugin {module}"
+    opts_text = " ".join(args)
+    out = {}
+    if checkpoint:
+        out["check"] = f"verify{plugin} check {result.name} --checkpoint {checkpoint} {opts_text}"
+    rel_root = os.path.relpath(Path(root).resolve(), Path.cwd().resolve())
+    out["report"] = f"verify{plugin} report {result.name} --out {rel_root} {opts_text}"
+    if note:
+        out["note"] = note
+    return out
+
+
+def write_architecture(result: ArchitectureResult, root: Path | str, *, checkpoint: Path | str | None = None) -> Path:
+    """Write <root>/<name>/{report.json, README.md, *.png} as one unit; returns the folder.
+
+    Everything is written into a hidden staging folder and swapped in at the end, so an interrupt leaves the
+    previous report (and its checkpoint) byte for byte. `checkpoint`, a freshly saved checkpoint folder, is moved
+    in as the report's `checkpoint/`; without one, the folder's existing checkpoint is kept.
+    """
     folder = Path(root) / result.name
-    folder.mkdir(parents=True, exist_ok=True)
+    with staged_folder(folder) as stage:
+        if checkpoint is not None and Path(checkpoint).is_dir():
+            Path(checkpoint).rename(stage / "checkpoint")
+        elif checkpoint is None and (folder / "checkpoint").is_dir():
+            link_or_copy_tree(folder / "checkpoint", stage / "checkpoint")
+        _write_architecture_files(result, root, stage)
+    return folder
+
+
+def _write_architecture_files(result: ArchitectureResult, root: Path | str, folder: Path) -> None:
     data = to_json(result)
-    (folder / "report.json").write_text(json.dumps(data, indent=1, default=str))
+    trained = result.trained
+    here = (folder / "checkpoint" / "checkpoint.json").is_file()
+    ckpt_ref = None
+    if here:
+        ckpt_ref = "checkpoint"
+    elif trained is not None and trained.checkpoint:  # elsewhere (the API's checkpoint_dir): relative to the report
+        ckpt_ref = os.path.relpath(Path(trained.checkpoint).resolve(), (Path(root) / result.name).resolve())
+    if data["training"] is not None:
+        data["training"]["checkpoint"] = ckpt_ref
+    repro = reproduce(result, root, "checkpoint" if here else None)
+    data["reproduce"] = repro
+    atomic_write_text(folder / "report.json", json.dumps(data, indent=1, default=str))
     figs = {
         "defects.png": _plot_defects(result, folder / "defects.png"),
         "energy.png": _plot_energy(result, folder / "energy.png"),
@@ -348,37 +415,97 @@ def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
         t = result.trained
         lines += ["## Training", "", f"{t.steps} Adam steps in {t.seconds:.1f} s on {t.device}, seed {t.seed}; "
                   f"final training MSE {_fmt(t.history[-1] if t.history else math.nan)}, held-out MSE {_fmt(t.test_loss)}; "
-                  f"checkpoint `{t.checkpoint}`.", ""]
+                  f"checkpoint `{'checkpoint/' if here else ckpt_ref}`{' (in this folder)' if here else ''}.", ""]
         if figs["loss.png"]:
             lines += ["![loss](loss.png)", ""]
     env = result.environment
-    lines += ["## Reproduce", "", f"`verify check {result.name} --size {result.size} --seed {env.get('seed')}` — "
-              + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
-    (folder / "README.md").write_text("\n".join(lines))
-    return folder
+    lines += ["## Reproduce", ""]
+    if "check" in repro:
+        lines += [f"Re-check the saved weights (run in this folder): `{repro['check']}`", ""]
+    lines += [f"Retrain and rewrite this report (run in the folder the report was made from): `{repro['report']}`", ""]
+    if "note" in repro:
+        lines += [f"Note: {repro['note']}.", ""]
+    lines += ["Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
+    atomic_write_text(folder / "README.md", "\n".join(lines))
 
 
-def write_index(results: Sequence[ArchitectureResult], root: Path | str, extra: Sequence[str] = ()) -> Path:
+def _index_rows(data: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Index rows and summary of one architecture, from its report.json data (the one source for old and new)."""
+    name = data["architecture"]
+    kind = "control" if data.get("control") else "genuine"
+    roll = ((data.get("rollout") or {}).get("data") or {}).get("classification", "—")
+    rows = []
+    for c in data.get("claims", []):
+        num, sym = c.get("numeric"), c.get("symbolic")
+        if isinstance(num, dict) and num.get("kind") == "measurement":
+            ntext = f"{_fmt(num.get('max_defect'))} / {_fmt(num.get('tolerance'))}"
+        else:
+            ntext = num.get("verdict", "—") if isinstance(num, dict) else "—"
+        rows.append(
+            f"| [{name}]({name}/README.md) | {kind} | {c['property']}{'' if c.get('claimed_true', True) else ' (false)'} | "
+            f"**{c['verdict']}** | {'yes' if c.get('as_expected') else 'NO'} | "
+            f"{sym.get('verdict', 'none') if isinstance(sym, dict) else 'none'} | {ntext} | {roll} |")
+    if not data.get("claims"):
+        rows.append(f"| [{name}]({name}/README.md) | {kind} | — | — | {'yes' if data.get('passed_as_expected') else 'NO'} | — | — | {roll} |")
+    summary = {"architecture": name, "control": bool(data.get("control")),
+               "passed_as_expected": bool(data.get("passed_as_expected")),
+               "claims": {c["property"]: c["verdict"] for c in data.get("claims", [])}}
+    return rows, summary
+
+
+def _on_disk(root: Path) -> dict[str, dict[str, Any]]:
+    """Every architecture report under root (report.json in a sub-folder), by name."""
+    found: dict[str, dict[str, Any]] = {}
+    for p in sorted(root.glob("*/report.json")):
+        if p.parent.name.startswith("."):
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("architecture"), str) and isinstance(data.get("claims"), list):
+            found[data["architecture"]] = data
+    return found
+
+
+def write_index(results: Sequence[ArchitectureResult], root: Path | str, extra: Sequence[str] = (),
+                order: Sequence[str] = ()) -> Path:
+    """reports/README.md and index.json over every report in the folder: merged, never rebuilt from fewer.
+
+    The rows come from each architecture's report.json on disk (the ones just written and every earlier one), with
+    `results` taking precedence, so a run over one architecture updates its rows and keeps everybody else's;
+    index.json entries whose folder has gone are kept too (marked `"report": "missing"`). `order` (registry
+    order) sorts the rows; names it does not know follow alphabetically. Both files are written atomically.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    lines = ["# Verification reports", "", "Every registered architecture and its claims. *Controls* claim a property "
-             "falsely on purpose; for them `violated` is the expected verdict.", "",
+    reports = _on_disk(root)
+    for res in results:
+        reports[res.name] = to_json(res)
+    previous: list[dict[str, Any]] = []
+    try:
+        old = json.loads((root / "index.json").read_text(encoding="utf-8"))
+        previous = [e for e in old if isinstance(e, dict) and isinstance(e.get("architecture"), str)] if isinstance(old, list) else []
+    except (OSError, ValueError):
+        pass
+    rank = {n: i for i, n in enumerate(order)}
+    names = sorted(set(reports) | {e["architecture"] for e in previous}, key=lambda n: (rank.get(n, len(rank)), n))
+    lines = ["# Verification reports", "", "Every architecture reported in this folder and its claims. *Controls* claim a "
+             "property falsely on purpose; for them `violated` is the expected verdict.", "",
              "| architecture | kind | claim | verdict | as expected | symbolic | numeric max defect / tolerance | rollout |",
              "|---|---|---|---|---|---|---|---|"]
     summary = []
-    for res in results:
-        kind = "control" if res.architecture and res.architecture.is_control else "genuine"
-        roll = res.rollout.data["classification"] if res.rollout is not None else "—"
-        for r in res.results:
-            num = r.numeric
-            ntext = f"{_fmt(num.max_defect)} / {_fmt(num.tolerance)}" if isinstance(num, Measurement) else (num.verdict.value if num else "—")
-            lines.append(
-                f"| [{res.name}]({res.name}/README.md) | {kind} | {r.claim.name}{'' if r.claim.expected else ' (false)'} | "
-                f"**{r.verdict.value}** | {'yes' if r.as_expected else 'NO'} | {r.symbolic.verdict.value if r.symbolic else 'none'} | {ntext} | {roll} |"
-            )
-        summary.append({"architecture": res.name, "passed_as_expected": res.passed,
-                        "claims": {r.claim.name: r.verdict.value for r in res.results}})
+    kept = {e["architecture"]: e for e in previous}
+    for name in names:
+        if name in reports:
+            rows, entry = _index_rows(reports[name])
+        else:  # listed before, its folder is gone: keep the entry, say so
+            entry = dict(kept[name], report="missing")
+            rows = [f"| {name} | — | — | — | {'yes' if entry.get('passed_as_expected') else 'NO'} | — | — | report missing |"]
+        lines += rows
+        summary.append(entry)
     lines += [""] + list(extra)
-    (root / "README.md").write_text("\n".join(lines) + "\n")
-    (root / "index.json").write_text(json.dumps(summary, indent=1))
+    hook("index")
+    atomic_write_text(root / "index.json", json.dumps(summary, indent=1))
+    atomic_write_text(root / "README.md", "\n".join(lines) + "\n")
     return root / "README.md"

@@ -489,9 +489,34 @@ def field_for(exprs: Iterable[sp.Expr]) -> Field:
             else:
                 others.append(a)
         gens = list(by_base.values()) + others
-        field = NumberField(gens)
-        _FIELD_CACHE[key] = field
+        _FIELD_CACHE[key] = _build_field(key, gens)
     return _FIELD_CACHE[key]
+
+
+_FIELD_TIMEOUTS: dict[frozenset, float] = {}  # fields whose construction was stopped by a time limit: seconds spent
+
+
+def _build_field(key: frozenset, gens: list[sp.Expr]) -> NumberField:
+    """Build Q(gens); it runs under the caller's time limit (a property's). A construction that a limit stopped is
+    remembered, and the next property is refused at once unless it has more than twice that time (instead of
+    spending its own limit on the same construction again)."""
+    import time
+
+    from verify.timelimit import remaining
+
+    spent = _FIELD_TIMEOUTS.get(key)
+    left = remaining()
+    if spent is not None and left is not None and left <= 2 * spent:
+        raise SchemeError(f"building the number field Q({', '.join(map(str, gens))}) did not finish in {spent:.3g} s "
+                          f"(stopped by the time limit); with {left:.3g} s left now it is not retried (raise the time "
+                          f"limit to more than twice that to try again)")
+    t0 = time.monotonic()
+    try:
+        return NumberField(gens)
+    except BaseException:
+        if remaining() is not None and remaining() <= 1e-3:  # stopped by the time limit (not by an error of its own)
+            _FIELD_TIMEOUTS[key] = max(_FIELD_TIMEOUTS.get(key, 0.0), time.monotonic() - t0)
+        raise
 
 
 def to_elements(field: Field, exprs: Iterable[sp.Expr]) -> list[Elem]:

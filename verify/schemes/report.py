@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from verify.files import atomic_path, atomic_write_text
+
 from .properties import Finding, analyse, stability_function
 from .tableau import ButcherTableau, Composition, Scheme
 
@@ -43,8 +45,11 @@ def plot_stability_region(scheme: Scheme, path: Union[str, Path], extent: float 
     ax.set_title(f"stability region |R(z)| <= 1: {scheme.name}")
     ax.set_aspect("equal")
     path = Path(path)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -75,5 +80,5 @@ def write_scheme_page(scheme: Scheme, directory: Union[str, Path],
         if png is not None:
             lines += ["## Stability region", "", f"![stability region of {scheme.name}]({png.name})", ""]
     path = d / f"{slug}.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

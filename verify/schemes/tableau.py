@@ -15,6 +15,7 @@ literature means; :meth:`ButcherTableau.from_floats` converts them with
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 import string
@@ -51,22 +52,205 @@ def _float_hint(value: float) -> str:
 
 _ALLOWED_NAMES = {"sqrt", "cbrt", "root", "Rational", "I"}
 
+# Limits on a coefficient written as text (a scheme file is input from anywhere): parsing and building the number
+# is bounded by these before anything is evaluated, so `10**10**10`, `2^2^2^2^2^2` or a 10⁶-digit integer are refused
+# in microseconds instead of hanging or filling memory.
+MAX_TEXT = 2000  # characters per coefficient
+MAX_DEPTH = 40  # nesting depth of the expression tree
+MAX_BITS = 8192  # bound on the size (bits) of any integer met while the number is built
+MAX_EXPONENT = 1000  # |p| of an exponent p/q
+MAX_ROOT = 32  # q of an exponent p/q and n of root(x, n): the degree a single radical adds
+
+
+def _limit_error(where: str, value: object, what: str) -> SchemeError:
+    shown = value if not isinstance(value, str) or len(value) <= 60 else value[:57] + "..."
+    return SchemeError(f"{where} = {shown!r} is refused: {what}. Fix: write the coefficient as a plain exact number "
+                       f"(integers and fractions of at most {MAX_BITS} bits, exponents that are integers or fractions "
+                       f"p/q with |p| <= {MAX_EXPONENT} and q <= {MAX_ROOT}, no exponent towers)")
+
+
+def _literal_bits(text: str) -> int:
+    """Upper bound on the bits of the exact rational a numeric literal denotes (without converting it)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return MAX_BITS + 1
+    if not d.is_finite():
+        return MAX_BITS + 1
+    sign, digits, exp = d.as_tuple()
+    return int((len(digits) + abs(int(exp))) * 3.33) + 1
+
+
+def _exponent(node: "ast.AST", where: str, text: str) -> sp.Rational:
+    """An exponent: an integer or a fraction p/q of integer literals (optionally signed). Nothing else, so there are
+    no towers: the size of a power is known before it is computed."""
+    import ast
+
+    sign = 1
+    while isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        sign = -sign if isinstance(node.op, ast.USub) else sign
+        node = node.operand
+
+    def integer(n: "ast.AST") -> int | sp.Rational:
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.USub, ast.UAdd)) and isinstance(n.operand, ast.Constant):
+            v = integer(n.operand)
+            return -v if isinstance(n.op, ast.USub) else v
+        if isinstance(n, ast.Constant) and type(n.value) is int and n.value.bit_length() <= 64:
+            return n.value
+        if isinstance(n, ast.Constant) and type(n.value) is float and n is node:  # a decimal exponent such as 0.5
+            lit = ast.get_source_segment(text.replace("^", "**"), n) or ""
+            if _literal_bits(lit) <= 64:
+                return sp.Rational(lit)
+        raise _limit_error(where, text, "an exponent must be an integer or a fraction p/q of integers (no exponent "
+                                        "towers or expressions in exponents)")
+
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        p, q = integer(node.left), integer(node.right)
+    else:
+        p, q = integer(node), 1
+    if q == 0:
+        raise SchemeError(f"{where} = {text!r}: division by zero in an exponent")
+    e = sp.Rational(sign * p, q)
+    if abs(e.p) > MAX_EXPONENT or e.q > MAX_ROOT:
+        raise _limit_error(where, text, f"the exponent {e} is outside |p| <= {MAX_EXPONENT}, q <= {MAX_ROOT}")
+    return e
+
+
+def _parse_coefficient(text: str, where: str) -> sp.Expr:
+    """Parse a coefficient written as text without evaluating arbitrary code and within size limits.
+
+    The grammar: integer and decimal literals, + - * / and ** (or ^, as in sympy), parentheses, sqrt(x), cbrt(x),
+    root(x, n), Rational(p, q) and I. The expression tree is walked once to bound its depth and the size of every
+    integer it will produce; only then is it built, node by node, in exact sympy arithmetic.
+    """
+    import ast
+
+    if len(text) > MAX_TEXT:
+        raise _limit_error(where, text, f"it is {len(text)} characters long (at most {MAX_TEXT})")
+    src = text.replace("^", "**")  # sympy's convention: ^ is a power (with ** precedence)
+    try:
+        tree = ast.parse(src, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        msg = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+        raise SchemeError(f"{where} = {text[:60]!r} cannot be parsed as an exact number (expected e.g. '1/3' or "
+                          f"'sqrt(3)/6'): {msg}") from None
+    # depth, iteratively (a recursive walk is what a deep expression would overflow)
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _limit_error(where, text, f"it is nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+    def bits(node: "ast.AST") -> int:
+        """Upper bound on the bits of the integers building this node's value (checked against MAX_BITS)."""
+        if isinstance(node, ast.Constant):
+            if type(node.value) is int:
+                b = node.value.bit_length() + 1
+            elif type(node.value) is float:
+                b = _literal_bits(ast.get_source_segment(src, node) or "")
+            else:
+                raise SchemeError(f"{where} = {text[:60]!r}: {node.value!r} is not a number")
+        elif isinstance(node, ast.Name):
+            b = 1
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            b = bits(node.operand)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            b = bits(node.left) + bits(node.right) + 1  # sizes of numerator plus denominator: (ad + bc)/(bd)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)):
+            b = bits(node.left) + bits(node.right)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            e = _exponent(node.right, where, text)
+            b = bits(node.left) * max(1, abs(e.p))
+        elif isinstance(node, ast.Call):
+            b = sum(bits(a) for a in node.args) if node.args else 1
+        else:
+            raise SchemeError(f"{where} = {text[:60]!r} is not a plain exact number; allowed are integers, fractions, "
+                              f"exact decimals, + - * / ^ ( ) and {sorted(_ALLOWED_NAMES)}")
+        if b > MAX_BITS:
+            raise _limit_error(where, text, f"its numbers would exceed {MAX_BITS} bits (about {int(MAX_BITS / 3.32)} "
+                                            "decimal digits)")
+        return b
+
+    bits(tree)
+
+    def build(node: "ast.AST") -> sp.Expr:
+        if isinstance(node, ast.Constant):
+            if type(node.value) is int:
+                return sp.Integer(node.value)
+            return sp.Rational(ast.get_source_segment(src, node))  # the literal's text: 0.1 is exactly 1/10
+        if isinstance(node, ast.Name):
+            if node.id == "I":
+                return sp.I
+            raise SchemeError(f"{where} = {text[:60]!r}: the name {node.id!r} is not allowed; allowed are "
+                              f"{sorted(_ALLOWED_NAMES)}")
+        if isinstance(node, ast.UnaryOp):
+            v = build(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp):
+            if isinstance(node.op, ast.Pow):
+                base, e = build(node.left), _exponent(node.right, where, text)
+                if base == 0 and e < 0:
+                    raise SchemeError(f"{where} = {text[:60]!r}: division by zero")
+                return sp.Pow(base, e)
+            a, b = build(node.left), build(node.right)
+            if isinstance(node.op, ast.Add):
+                return a + b
+            if isinstance(node.op, ast.Sub):
+                return a - b
+            if isinstance(node.op, ast.Mult):
+                return a * b
+            if b == 0:
+                raise SchemeError(f"{where} = {text[:60]!r}: division by zero")
+            return a / b
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ALLOWED_NAMES - {"I"} \
+                and not node.keywords:
+            name, args = node.func.id, node.args
+            want = {"sqrt": 1, "cbrt": 1, "root": 2, "Rational": 2}[name]
+            if len(args) != want and not (name == "Rational" and len(args) == 1):
+                raise SchemeError(f"{where} = {text[:60]!r}: {name}() takes {want} argument(s)")
+            if name == "sqrt":
+                return sp.sqrt(build(args[0]))
+            if name == "cbrt":
+                return sp.cbrt(build(args[0]))
+            if name == "root":
+                n = _exponent(args[1], where, text)
+                if n.q != 1 or not 1 <= n.p <= MAX_ROOT:
+                    raise _limit_error(where, text, f"root(x, n) needs an integer 1 <= n <= {MAX_ROOT}")
+                return sp.root(build(args[0]), int(n.p))
+            num = build(args[0])
+            den = build(args[1]) if len(args) == 2 else sp.Integer(1)
+            if den == 0:
+                raise SchemeError(f"{where} = {text[:60]!r}: division by zero")
+            return num / den
+        raise SchemeError(f"{where} = {text[:60]!r} is not a plain exact number; allowed are integers, fractions, "
+                          f"exact decimals, + - * / ^ ( ) and {sorted(_ALLOWED_NAMES)}")
+
+    return build(tree)
+
 
 def exact_number(value: Any, where: str = "coefficient") -> sp.Expr:
     """Convert ``value`` to an exact sympy number or raise :class:`SchemeError`.
 
     Accepted: int, Fraction, sympy Rational/algebraic expressions, strings such
-    as ``'1/3'``, ``'sqrt(3)/6'`` or exact decimals ``'0.25'``.
+    as ``'1/3'``, ``'sqrt(3)/6'`` or exact decimals ``'0.25'`` (parsed within the
+    limits above: no code is evaluated, and no number is built beyond them).
     """
     if isinstance(value, bool):
         raise SchemeError(f"{where} = {value!r} is a bool; expected an exact number")
     if isinstance(value, int):
+        if value.bit_length() > MAX_BITS:
+            raise _limit_error(where, f"<an integer of {value.bit_length()} bits>", f"it has more than {MAX_BITS} bits")
         return sp.Integer(value)
     if isinstance(value, Fraction):
         return sp.Rational(value.numerator, value.denominator)
     if isinstance(value, (float, sp.Float)) or (
         isinstance(value, numbers.Real) and not isinstance(value, (sp.Basic, numbers.Rational))
     ):
+        if not math.isfinite(float(value)):
+            raise SchemeError(f"{where} = {value!r} is not a finite number; expected an exact number such as '1/3'")
         raise SchemeError(
             f"{where} = {value!r} is a floating-point number, but exact coefficients are required "
             f"(a float is only an approximation of the intended value). Fix: {_float_hint(float(value))}, "
@@ -74,21 +258,18 @@ def exact_number(value: Any, where: str = "coefficient") -> sp.Expr:
         )
     if isinstance(value, str):
         text = value.strip()
-        # sympify evaluates Python code: only plain arithmetic on numbers and a few radical functions
-        # may reach it, so tableau files from elsewhere cannot run code
         bad_chars = set(text) - set("0123456789+-*/()., ^\t" + string.ascii_letters)
         names = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", text)) - _ALLOWED_NAMES
         if bad_chars or names or "_" in text:
-            raise SchemeError(f"{where} = {value!r} is not a plain exact number; allowed are integers, "
+            raise SchemeError(f"{where} = {value[:60]!r} is not a plain exact number; allowed are integers, "
                               f"fractions, exact decimals, + - * / ^ ( ) and {sorted(_ALLOWED_NAMES)}")
-        try:
-            expr = sp.sympify(text, rational=True)
-        except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise SchemeError(f"{where} = {value!r} cannot be parsed as an exact number "
-                              f"(expected e.g. '1/3' or 'sqrt(3)/6'): {exc}") from exc
-        return exact_number(expr, where)
+        if not text:
+            raise SchemeError(f"{where} = {value!r} is empty; expected an exact number such as '1/3'")
+        return exact_number(_parse_coefficient(text, where), where)
     if isinstance(value, sp.Basic):
         expr = sp.sympify(value)
+        if expr.has(sp.zoo, sp.oo, sp.nan, -sp.oo):
+            raise SchemeError(f"{where} = {value} is not finite (a division by zero?); expected a number")
         if expr.free_symbols:
             raise SchemeError(f"{where} = {value} contains symbols {sorted(map(str, expr.free_symbols))}; "
                               f"expected a number")
@@ -175,22 +356,29 @@ class ButcherTableau:
         s = len(A)
         b = _vector(self.b, s, "b")
         row_sums = tuple(sp.Add(*row) for row in A)
-        if self.c is None:
-            c = row_sums
-        else:
-            c = _vector(self.c, s, "c")
+        c_given = self.c is not None
+        c = _vector(self.c, s, "c") if c_given else row_sums
         be = None if self.b_embedded is None else _vector(self.b_embedded, s, "b_embedded")
         object.__setattr__(self, "A", A)
         object.__setattr__(self, "b", b)
         object.__setattr__(self, "c", c)
         object.__setattr__(self, "b_embedded", be)
         object.__setattr__(self, "conversions", tuple(self.conversions))
-        if self.c is not None:
-            F = self.field
+        object.__setattr__(self, "_c_given", c_given)
+        if c_given:
+            # Decided here without the number field (whose construction can take long for many distinct radicals, and
+            # runs later under the properties' time limit): exactly for rationals, else to 50 significant digits, which
+            # refutes every mismatch that is not below 1e-40; the exact check follows when the field is built.
             for i, (ci, ri) in enumerate(zip(c, row_sums)):
-                if F.convert(ci) != F.convert(ri):
+                d = ci - ri
+                if d.is_Rational:
+                    differs = d != 0
+                else:
+                    v = sp.N(d, 50)
+                    differs = bool(abs(v) > sp.Float("1e-40")) if v.is_number else False
+                if differs:
                     raise SchemeError(
-                        f"c[{i}] = {ci} but the row sum of A[{i}] is {sp.nsimplify(ri)}; "
+                        f"c[{i}] = {ci} but the row sum of A[{i}] is {ri}; "
                         f"the row-sum condition c_i = sum_j a_ij must hold exactly "
                         f"(omit c to derive it from A)"
                     )
@@ -261,10 +449,16 @@ class ButcherTableau:
 
     @cached_property
     def exact(self) -> tuple[list[list[Elem]], list[Elem], list[Elem]]:
-        """(A, b, c) as elements of :attr:`field`."""
+        """(A, b, c) as elements of :attr:`field` (where c was given, the row-sum condition is checked exactly here)."""
         F = self.field
-        return ([[F.convert(v) for v in r] for r in self.A], [F.convert(v) for v in self.b],
-                [F.convert(v) for v in self.c])
+        A = [[F.convert(v) for v in r] for r in self.A]
+        c = [F.convert(v) for v in self.c]
+        if getattr(self, "_c_given", False):
+            for i, (ci, row) in enumerate(zip(c, A)):
+                if ci != sum(row[1:], row[0]):
+                    raise SchemeError(f"c[{i}] = {self.c[i]} differs from the row sum of A[{i}] (by less than 1e-40, "
+                                      f"found exactly in {F.describe()}); omit c to derive it from A")
+        return A, [F.convert(v) for v in self.b], c
 
     # -- presentation ------------------------------------------------------------
     def __repr__(self) -> str:

@@ -23,20 +23,34 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from verify.errors import CheckpointError
+from verify.errors import CheckpointError, InputError
+from verify.files import atomic_write_text, hook, staged_folder
 from verify.declare.registry import Architecture, get, get_task
 
 TENSORS = "model.safetensors"
 RECORD = "checkpoint.json"
 
 
-def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA when present (or asked for), the CPU otherwise."""
-    if requested:
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise CheckpointError("device", requested, "a device present on this machine", "use --device cpu or omit it")
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(requested: str | None = None, what: str = "device") -> torch.device:
+    """CUDA when present (or asked for), the CPU otherwise; a device that is not there is refused with a fix."""
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fix = "pass --device cpu, or --device cuda on a machine with a CUDA GPU (or leave it out: CUDA when present)"
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(what, requested, "cpu, cuda or cuda:N", fix) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CheckpointError(what, requested, "a device present on this machine (there is no CUDA GPU here)", fix)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(what, requested, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1} (the GPUs present)", fix)
+    elif dev.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise InputError(what, requested, "a device present on this machine (no MPS here)", fix)
+    elif dev.type != "cpu":
+        raise InputError(what, requested, "cpu, cuda or cuda:N", fix)
+    return dev
 
 
 @dataclass
@@ -124,23 +138,27 @@ def _sha256(path: Path) -> str:
 
 
 def save_checkpoint(trained: Trained, arch: Architecture, directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write the tensors and their record into a staging folder, then swap it in for `directory` as one unit: an
+    interrupt at any moment leaves the previous checkpoint (tensors and record together) or the new one."""
+    directory = Path(directory)
     tensors = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
-    save_file(tensors, str(directory / TENSORS))
-    record = {
-        "architecture": arch.name,
-        "size": trained.size,
-        "config": dict(arch.size(trained.size).config),
-        "seed": trained.seed,
-        "device": trained.device,
-        "steps": trained.steps,
-        "seconds": trained.seconds,
-        "test_loss": trained.test_loss,
-        "history": trained.history,
-        "torch": torch.__version__,
-        "sha256": _sha256(directory / TENSORS),
-    }
-    (directory / RECORD).write_text(json.dumps(record, indent=1))
+    with staged_folder(directory) as stage:
+        save_file(tensors, str(stage / TENSORS))
+        hook("checkpoint-tensors-written")
+        record = {
+            "architecture": arch.name,
+            "size": trained.size,
+            "config": dict(arch.size(trained.size).config),
+            "seed": trained.seed,
+            "device": trained.device,
+            "steps": trained.steps,
+            "seconds": trained.seconds,
+            "test_loss": trained.test_loss,
+            "history": trained.history,
+            "torch": torch.__version__,
+            "sha256": _sha256(stage / TENSORS),
+        }
+        atomic_write_text(stage / RECORD, json.dumps(record, indent=1))
     return directory
 
 
