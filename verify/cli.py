@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -216,8 +217,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             extra += [f"- {line}" for line in broken] + [""]
         if (out / "benchmarks.md").is_file():
             extra.append("Benchmarks: [benchmarks.md](benchmarks.md).")
-        extra.append("Detection power and false alarms (the verifier's own credentials, `python -m benchmarks.power`): "
-                     "[power/README.md](power/README.md).")
+        if (out / "power" / "README.md").is_file():
+            extra.append("Detection power and false alarms (the verifier's own credentials, `python -m benchmarks.power`): "
+                         "[power/README.md](power/README.md).")
+        else:
+            extra.append("Detection power and false alarms: not in this folder yet; `python -m benchmarks.power --out "
+                         f"{os.path.relpath(out.resolve(), Path.cwd().resolve())}` writes them (`make reports` does).")
         if (out / "schemes").is_dir():
             extra.append("Schemes: [schemes/](schemes/).")
         write_index(results, out, extra, order=[a.name for a in all_architectures()])
