@@ -56,6 +56,8 @@ def placement(name: str, dim: int, seed: int = 0) -> Placement:
 class Planted(nn.Module):
     """base(x) with coordinate 0 scaled by (1 + δ·s(x)): det J and JᵀΩJ move by about δ where s = 1.
 
+    The switch reads the map's own input x (not base(x)), so the violation is where the placement says: a region
+    "in the data box" is in the data box of the inputs the claim is checked on, whatever base does to it.
     For Invertible the forward is left alone and the inverse is off instead: f⁻¹(y) + δ·s(y)·y₀ e₀.
     """
 
@@ -67,18 +69,18 @@ class Planted(nn.Module):
     def depth(self) -> int:
         return getattr(self.base, "depth", 1) + 1
 
-    def _bump(self, x: torch.Tensor) -> torch.Tensor:
-        e0 = torch.zeros_like(x)
+    def _bump(self, switch_on: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        e0 = torch.zeros_like(y)
         e0[..., 0] = 1.0
-        return self.delta * self.where.switch(x) * x[..., :1] * e0
+        return self.delta * self.where.switch(switch_on) * y[..., :1] * e0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        return y if self.target == "Invertible" else y + self._bump(y)
+        return y if self.target == "Invertible" else y + self._bump(x, y)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         if self.target == "Invertible":
-            return self.base.inverse(y) + self._bump(y)
+            return self.base.inverse(y) + self._bump(y, y)
         raise NotImplementedError("only the Invertible mutant is inverted")
 
 

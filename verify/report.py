@@ -256,13 +256,16 @@ def _coverage_table(methods: dict) -> list[str]:
             did = f"{m.get('inputs')} inputs at scales ×{', '.join(m.get('scales', []))}"
         elif name == "hypothesis":
             did = f"{m.get('examples', 0)} examples"
+        elif name == "resolution":
+            did = m.get("statement") or f"not applicable: {m.get('why', '')}"
         else:
             did = f"{m.get('starts')} starts × {m.get('steps')} steps, {m.get('accepted_moves')} moves accepted"
             if name == "gradient" and m.get("flat_gradients"):
                 did += f", {m['flat_gradients']} flat gradients"
         f64 = m.get("best_ratio_float64")
         is64 = name in ("gradient", "smoothed")
-        lines.append(f"| {name} | {m.get('method', '')}: {did} | {'—' if is64 else _fmt(m.get('best_ratio'))} | "
+        lines.append(f"| {name} | {m.get('method', '')}: {did} | "
+                     f"{'—' if is64 or m.get('best_ratio') is None else _fmt(m.get('best_ratio'))} | "
                      f"{_fmt(m.get('best_ratio')) if is64 else _fmt(f64) if f64 is not None else '—'} |")
     per = methods.get("sampling", {}).get("per_scale", {})
     if per:
