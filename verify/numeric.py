@@ -203,7 +203,7 @@ def _measurement(prop: MapProperty, found: SearchResult, tol: Any, tol64: Any, d
     res = found.methods.get("resolution", {})
     # the coverage at the data scale, stated: the smallest region that sampling resolves there
     res_text = (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
-                f"({res['data_scale_inputs']} samples there)" if res.get("applies") else "")
+                f"({res['data_scale_inputs']} samples there)" if "resolution" in res else "")
     if not math.isfinite(worst) or (has64 and not math.isfinite(max64)):
         x_bad = worst_x if not math.isfinite(worst) else worst64_x
         return Failure(

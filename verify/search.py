@@ -161,14 +161,15 @@ def _pow2_at_least(n: int) -> int:
 
 
 def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Generator, device: torch.device,
-                n_data: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+                n_data: int, decided: float | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """More scrambled-Sobol samples at the data's own scale, as many as the stated resolution needs (capped by cost).
 
     Returns the best-scoring of them (for the candidates and the ascent's starts), their scores, and the coverage:
     the resolution ρ reached (the radius, relative to the data's half-width, of a ball that independent uniform draws
     of this many inputs would miss with probability `resolution_miss`), the inputs, and the miss probability at the
     target ρ. Only the float64 oracle is evaluated here (the model itself where there is none): a region found here
-    is a structural question, and every point kept is replayed on the model's dtype as a candidate.
+    is a structural question, and every point kept is replayed on the model's dtype as a candidate. `decided`: the
+    ratio > 1 that the sampling already found where it decides the verdict (more density cannot undo a violation).
     """
     fn = obj.ratio64 if obj.ratio64 is not None else obj.ratio
     empty = torch.empty(0, device=device)
@@ -183,7 +184,8 @@ def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Gener
     need = math.ceil(log_miss / (c * budget.resolution ** d)) - n_data
     # the cost of a Jacobian property grows with the dimension, so the cap counts input coordinates; powers of two keep
     # the scrambled-Sobol points a balanced net
-    cap = 1 << max(0, (budget.resolution_cap // max(d, 1)).bit_length() - 1)
+    per = budget.resolution_cap // max(d, 1)
+    cap = 0 if per <= 0 else 1 << (per.bit_length() - 1)
     n = 0 if need <= 0 else min(_pow2_at_least(need), cap)
     total = n_data + n
     rho = (log_miss / (total * c)) ** (1.0 / d) if total > 0 else math.inf
@@ -199,9 +201,17 @@ def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Gener
                       f"added for it): independent uniform draws this many would miss a ball of that radius anywhere in "
                       f"the data with probability {budget.resolution_miss:g}"
                       + ("" if rho <= budget.resolution * (1 + 1e-9) else
-                         f"; the target ρ = {budget.resolution:g} needs about {need + n_data} in {d} dimensions, beyond "
-                         f"the cost cap ({cap} added inputs)")),
+                         f"; the target ρ = {budget.resolution:g} needs about {need + n_data} in {d} dimensions"
+                         + (f", beyond the cost cap ({cap} added inputs)" if cap > 0 else
+                            ", and this search adds none (resolution_cap = 0)"))),
     }
+    if n > 0 and decided is not None:
+        # the claim is already refuted where it counts: the extra samples would cost time and change no verdict
+        info.update(inputs=0, data_scale_inputs=n_data, skipped=True, statement=(
+            f"not needed: the sampling already refuted the claim (ratio {decided:.3g} > 1), so more samples at the data "
+            f"scale could not change the verdict (ρ = {budget.resolution:g} would have taken {n} more)"))
+        info.pop("resolution"), info.pop("reached"), info.pop("miss_probability_at_target")
+        return empty, empty, info
     if n == 0:
         return empty, empty, info
     x = domain.draw(n, 1.0, gen).to(device)
@@ -348,7 +358,14 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
     x, r, r64, sample_info = _sample(obj, domain, budget, gen, device)
     methods: dict[str, dict[str, Any]] = {"sampling": sample_info}
     n_data = sample_info["per_scale"].get("1", {}).get("inputs", 0)
-    xr, rr, res_info = _resolution(obj, domain, budget, gen, device, n_data)
+    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation), else near
+    # the data on the model itself (beyond ×2 the data the model's own dtype does not judge, verify/numeric.py)
+    if r64 is not None:
+        decided = float(r64.max())
+    else:
+        near = domain.near_data(x)
+        decided = float(r[near].max()) if bool(near.any()) else 0.0
+    xr, rr, res_info = _resolution(obj, domain, budget, gen, device, n_data, decided=decided if decided > 1.0 else None)
     methods["resolution"] = res_info
     cand = [x[torch.topk(r, min(8, r.numel())).indices]]
     if r64 is not None:
