@@ -2,14 +2,15 @@
 
 Mutants (models/mutants.py) break Symplectic, VolumePreserving or Invertible by a relative size δ ∈ {1e-1, 1e-3,
 1e-5}, placed everywhere in the data box, only far beyond it (|x|∞ > 3, 30, 300), only inside a small region, or
-only in the code of a layer whose declared twin stays correct. Each is registered with `architecture(...)` and
+only in the code of a layer whose declared twin stays correct; and a symmetry-breaking term of size δ in a C4
+steerable CNN and in a DeepSets model. Each is registered with `architecture(...)` and
 checked with `check()` at the default settings, exactly as benchmarks/power.py does for reports/power/.
 """
 import re
 
 import pytest
 
-from benchmarks.power import DIMS, PROMISED, PROPERTIES, _row
+from benchmarks.power import DIMS, EQUIVARIANT, EQUIVARIANT_MUTANTS, PROMISED, PROPERTIES, _row
 from models import mutants
 
 CASES = [(p, w, n, d) for p in PROPERTIES for w in mutants.PLACEMENTS for n in DIMS[w] for d in mutants.SIZES
@@ -28,6 +29,22 @@ def test_code_that_differs_from_its_twin_is_refuted_even_when_the_claim_is_true(
     row = _row("twin", "Symplectic", f"|z| > {k:g}", delta, 2, 0, lambda: mutants.mismatched_twin(delta, k))
     assert row.verdict == "violated", row.evidence
     assert "does not describe the module" in row.evidence and "layer 1" in row.evidence
+
+
+@pytest.mark.parametrize("delta", mutants.SIZES)
+@pytest.mark.parametrize("prop, where, build", EQUIVARIANT_MUTANTS, ids=["cnn-mirror-conv1", "cnn-branch-conv2", "set-position-weight"])
+def test_symmetry_breaking_term_is_refuted(prop, where, build, delta):
+    row = _row("mutant", prop, where, delta, 0, 0, lambda: build(delta))
+    assert row.verdict == "violated", f"{prop} with a {where} (δ = {delta:g}) came out {row.verdict}: {row.evidence}"
+    assert "structural" in row.evidence, row.evidence  # it survives in float64: a term, not round-off
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("prop", list(EQUIVARIANT))
+def test_correct_equivariant_models_are_never_refuted(prop, seed):
+    kind = EQUIVARIANT[prop][2]
+    row = _row("correct", prop, "—", 0.0, 0, seed, lambda: mutants.correct_equivariant(kind, seed))
+    assert row.verdict in ("holds", "proved"), row.evidence
 
 
 @pytest.mark.parametrize("seed", range(5))
