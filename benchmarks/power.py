@@ -206,9 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (make reports runs this beside verify report)")
     args = parser.parse_args(argv)
     threads()
-    data = write(args.out, seeds=args.seeds)
+    data = write(args.out, seeds=args.seeds, progress=not args.quiet)
     s = data["summary"]
     print(f"power: {s['promised_detected']}/{s['promised']} promised planted violations detected "
           f"({s['detected']}/{s['planted']} in all); {s['false_alarms']}/{s['correct']} false alarms; {data['seconds']:.0f} s")

@@ -110,9 +110,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     for arch in tqdm(archs, desc="verify report", disable=args.quiet):
         ckpt_dir = out / arch.name / "checkpoint"
         reuse = args.reuse_checkpoints and (ckpt_dir / "checkpoint.json").is_file()
+        why = ""
+        if args.cache and not reuse and not args.symbolic_only and arch.task is not None:
+            from verify.training import cached_checkpoint
+
+            try:
+                reuse, why = cached_checkpoint(ckpt_dir, arch, args.size, args.seed, args.device)
+            except Exception as exc:  # a fingerprint that cannot be computed is a cache miss: train as without --cache
+                reuse, why = False, f"no fingerprint ({type(exc).__name__}: {exc})"
         try:
             result = check(arch, checkpoint=ckpt_dir if reuse else None, checkpoint_dir=None if reuse else ckpt_dir,
                            **_check_kwargs(args))
+            if reuse and why and result.trained is not None:
+                result.trained.origin = f"loaded from the cache ({why})"
         except VerifyError as exc:  # one broken architecture must not lose the others' reports
             print(f"{arch.name}: {exc}", file=sys.stderr)
             continue
@@ -216,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="architectures (default: all)")
     p.add_argument("--out", default=str(DEFAULT_REPORTS))
     p.add_argument("--reuse-checkpoints", action="store_true", help="load reports/<name>/checkpoint instead of training")
+    p.add_argument("--cache", action="store_true",
+                   help="load reports/<name>/checkpoint only when its training fingerprint matches the current code, "
+                        "data, settings and library versions (training is deterministic, so it is the model training "
+                        "would produce); otherwise train and save")
     p.add_argument("--strict", action="store_true", help="exit 1 unless every claim (controls' included) is proved or holds")
     _add_check_options(p, "full")
     p.set_defaults(func=cmd_report)

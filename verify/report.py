@@ -44,7 +44,7 @@ def to_json(result: ArchitectureResult) -> dict[str, Any]:
         "training": None if trained is None else {
             "steps": trained.steps, "seconds": trained.seconds, "device": trained.device, "seed": trained.seed,
             "test_loss": trained.test_loss, "final_loss": trained.history[-1] if trained.history else None,
-            "checkpoint": trained.checkpoint,
+            "checkpoint": trained.checkpoint, "origin": trained.origin, "fingerprint": trained.fingerprint,
         },
         "rollout": None if result.rollout is None else result.rollout.to_dict(),
         "environment": result.environment,
@@ -351,7 +351,9 @@ def write_architecture(result: ArchitectureResult, root: Path | str) -> Path:
         t = result.trained
         lines += ["## Training", "", f"{t.steps} Adam steps in {t.seconds:.1f} s on {t.device}, seed {t.seed}; "
                   f"final training MSE {_fmt(t.history[-1] if t.history else math.nan)}, held-out MSE {_fmt(t.test_loss)}; "
-                  f"checkpoint `{t.checkpoint}`.", ""]
+                  f"checkpoint `{t.checkpoint}`"
+                  + ("" if t.origin == "trained" else f"; this run {t.origin}: the steps and seconds are the original "
+                                                      "training's") + ".", ""]
         if figs["loss.png"]:
             lines += ["![loss](loss.png)", ""]
     env = result.environment

@@ -1,15 +1,28 @@
 """Training on the project's own data, and checkpoints that load without executing code.
 
 Checkpoints are a safetensors file of the state dict plus a JSON record (architecture,
-size, configuration, seed, loss history, sha256 of the tensors file). Loading
-verifies the hash and the keys, so a truncated or foreign file is refused with a
+size, configuration, seed, loss history, sha256 of the tensors file, training fingerprint).
+Loading verifies the hash and the keys, so a truncated or foreign file is refused with a
 message rather than half-loaded.
+
+Training is deterministic (same code, data, settings and seed: the same weights, bit for bit), so a
+checkpoint whose *training fingerprint* matches the one computed now is what training would produce
+again: `verify report --cache` loads it instead of retraining. The fingerprint covers everything
+training reads: the architecture's size (configuration, steps, learning rate, data size, batch), the
+seed and device type, the source of the models package, of the architecture's own module and of this
+trainer, the library versions, and, as measured values, the initial weights, the training and
+held-out data and the initial model's output on the data (so a change in a dependency that moves any
+of them, e.g. the image rotation that makes the digits task, is caught too).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
+import inspect
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +47,89 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _source_files(arch: Architecture) -> list[Path]:
+    """The source files whose text the fingerprint covers: the models package, the architecture's own module (a
+    plugin's lives elsewhere), this trainer and the registry (sizes, building)."""
+    files = {Path(__file__).resolve(), Path(sys.modules["verify.registry"].__file__).resolve()}
+    models_pkg = sys.modules.get("models")
+    if models_pkg is not None and getattr(models_pkg, "__file__", None):
+        files.update(p.resolve() for p in Path(models_pkg.__file__).parent.glob("*.py"))
+    try:
+        own = inspect.getsourcefile(arch.factory)
+    except TypeError:  # a builtin or C-defined factory: nothing of ours to hash
+        own = None
+    if own:
+        files.add(Path(own).resolve())
+    return sorted(files)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "torch": torch.__version__}
+    for lib in ("numpy", "escnn", "scipy"):
+        mod = sys.modules.get(lib)
+        if mod is not None:
+            out[lib] = str(getattr(mod, "__version__", "?"))
+    return out
+
+
+def _hash_tensor(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+
+
+def training_fingerprint(arch: Architecture, size: str, seed: int, device: torch.device | str,
+                         model: torch.nn.Module | None = None,
+                         data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> str:
+    """sha256 of everything training reads (module docstring); `model`/`data` as train() built them, else rebuilt.
+
+    Rebuilding costs what training's own set-up costs (the model and the datasets), not the training steps.
+    """
+    spec = arch.size(size)
+    task = get_task(arch.task)
+    if model is None:
+        torch.manual_seed(seed)
+        model = arch.build(size)
+    if data is None:
+        data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))
+    h = hashlib.sha256()
+    h.update(json.dumps({"architecture": arch.name, "size": size, "spec": dataclasses.asdict(spec), "seed": seed,
+                         "task": arch.task, "device": torch.device(device).type, "versions": _versions()},
+                        sort_keys=True, default=repr).encode())
+    for path in _source_files(arch):
+        h.update(path.name.encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    for name, t in sorted(model.state_dict().items()):
+        _hash_tensor(h, name, t)
+    for name, t in zip(("x", "y", "x_test", "y_test"), data):
+        _hash_tensor(h, name, t)
+    probe = copy.deepcopy(model).cpu().eval()  # a copy: the model about to be trained is left exactly as it was
+    with torch.no_grad():
+        out = probe(data[0][:64].to(torch.float32))
+    _hash_tensor(h, "initial_output", out if isinstance(out, torch.Tensor) else torch.as_tensor(out))
+    return h.hexdigest()
+
+
+def cached_checkpoint(directory: Path | str, arch: Architecture, size: str, seed: int,
+                      device: str | None = None) -> tuple[bool, str]:
+    """(True, why) when the checkpoint in `directory` is what training would produce now, (False, why) otherwise."""
+    record_path = Path(directory) / RECORD
+    if not record_path.is_file():
+        return False, "no checkpoint yet"
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError:
+        return False, "the checkpoint record is not JSON"
+    if record.get("size") != size or record.get("seed") != seed:
+        return False, f"the checkpoint is size {record.get('size')!r}, seed {record.get('seed')}"
+    if "fingerprint" not in record:
+        return False, "the checkpoint has no training fingerprint (saved before fingerprints were recorded)"
+    now = training_fingerprint(arch, size, seed, pick_device(device))
+    if record["fingerprint"] != now:
+        return False, "the training fingerprint differs (code, data, settings or library versions changed)"
+    return True, f"training fingerprint {now[:12]} matches"
+
+
 @dataclass
 class Trained:
     architecture: str
@@ -46,6 +142,8 @@ class Trained:
     seconds: float = 0.0
     steps: int = 0
     checkpoint: str | None = None
+    fingerprint: str | None = None  # of everything training read (training_fingerprint)
+    origin: str = "trained"  # or why a checkpoint was loaded instead
 
 
 def train(
@@ -67,9 +165,11 @@ def train(
     dev = pick_device(device)
     task = get_task(arch.task)
     torch.manual_seed(seed)
-    model = arch.build(size).to(dev)
-    x, y = (_cast(t, dev) for t in task.dataset(spec.n_train, seed))
-    xt, yt = (_cast(t, dev) for t in task.dataset(256, seed + 10_000))
+    model = arch.build(size)
+    data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))
+    fingerprint = training_fingerprint(arch, size, seed, dev, model=model, data=data)
+    model = model.to(dev)
+    x, y, xt, yt = (_cast(t, dev) for t in data)
     loss_fn = getattr(task, "loss", None) or _mse
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
@@ -97,7 +197,7 @@ def train(
         test_loss = float(loss_fn(model(xt), yt))
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
-        test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps,
+        test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps, fingerprint=fingerprint,
     )
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
@@ -133,6 +233,7 @@ def save_checkpoint(trained: Trained, arch: Architecture, directory: Path) -> Pa
         "history": trained.history,
         "torch": torch.__version__,
         "sha256": _sha256(directory / TENSORS),
+        **({"fingerprint": trained.fingerprint} if trained.fingerprint else {}),
     }
     (directory / RECORD).write_text(json.dumps(record, indent=1))
     return directory
@@ -176,5 +277,6 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
         architecture=name, size=size, model=model, seed=record.get("seed", 0), device=str(dev),
         history=list(record.get("history", [])), test_loss=record.get("test_loss", math.nan),
         seconds=record.get("seconds", 0.0), steps=record.get("steps", 0), checkpoint=str(directory),
+        fingerprint=record.get("fingerprint"), origin="loaded from the checkpoint",
     )
 
