@@ -44,9 +44,9 @@ class Budget:
     population: int = 4  # smoothed-ascent candidates per start and step
     examples: int = 60  # hypothesis examples
     chunk: int = 1024  # inputs per batched evaluation (memory bound for Jacobian properties)
-    # The data-scale sampling continues until a ball of radius `resolution` × the half-width, anywhere in the data box,
-    # would be missed with probability ≤ `resolution_miss` by independent uniform draws (scrambled-Sobol points are each
-    # uniform, so the expected number of hits is the same). A region with a hard edge has no gradient to climb, so
+    # The data-scale sampling continues until a ball of radius `resolution` × the half-width, wherever it lies inside the
+    # data box, would be missed with probability ≤ `resolution_miss` by independent uniform draws (scrambled-Sobol points
+    # are each uniform, so the expected number of hits is the same). A region with a hard edge has no gradient to climb, so
     # density is the only way in; the count grows like (1/ρ)ᵈ, so it is capped and the evidence states the ρ reached.
     # The cap counts extra inputs × dimension (a Jacobian's cost grows with the dimension): 2¹⁹ reaches ρ = 0.1 up to
     # 4 dimensions (2¹⁷ inputs). It is a count, not a time, so that the same seed gives the same verdict.
@@ -198,8 +198,8 @@ def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Gener
         "miss_probability_at_target": miss, "miss_probability_at_resolution": budget.resolution_miss,
         "cap_inputs": cap,
         "statement": (f"resolution ρ = {rho:.3g} of the half-width at the data scale ({total} samples there, {n} of them "
-                      f"added for it): independent uniform draws this many would miss a ball of that radius anywhere in "
-                      f"the data with probability {budget.resolution_miss:g}"
+                      f"added for it): independent uniform draws this many would miss a given ball of that radius "
+                      f"inside the data box with probability {budget.resolution_miss:g}"
                       + ("" if rho <= budget.resolution * (1 + 1e-9) else
                          f"; the target ρ = {budget.resolution:g} needs about {need + n_data} in {d} dimensions"
                          + (f", beyond the cost cap ({cap} added inputs)" if cap > 0 else

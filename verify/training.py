@@ -16,7 +16,6 @@ of them, e.g. the image rotation that makes the digits task, is caught too).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import inspect
@@ -103,7 +102,13 @@ def training_fingerprint(arch: Architecture, size: str, seed: int, device: torch
         _hash_tensor(h, name, t)
     for name, t in zip(("x", "y", "x_test", "y_test"), data):
         _hash_tensor(h, name, t)
-    probe = copy.deepcopy(model).cpu().eval()  # a copy: the model about to be trained is left exactly as it was
+    # the initial output is measured on a second instance with the same weights, so the model about to be trained is
+    # left exactly as it was (escnn caches filters in eval mode; a deepcopy fails on some modules) and the global random
+    # state that training continues from is not consumed
+    with torch.random.fork_rng(devices=[]):
+        probe = arch.build(size)
+    probe.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    probe.eval()
     with torch.no_grad():
         out = probe(data[0][:64].to(torch.float32))
     _hash_tensor(h, "initial_output", out if isinstance(out, torch.Tensor) else torch.as_tensor(out))
