@@ -191,8 +191,8 @@ def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Gener
     rho = (log_miss / (total * c)) ** (1.0 / d) if total > 0 else math.inf
     miss = math.exp(-total * c * budget.resolution ** d)
     info: dict[str, Any] = {
-        "method": "data-scale resolution: more seeded scrambled-Sobol samples at ×1, as many as a ball of radius ρ "
-                  "(× the data's half-width) anywhere in the data needs, capped by cost",
+        "method": "data-scale resolution: more seeded scrambled-Sobol samples at ×1, as many as hitting a given ball of "
+                  "radius ρ (× the data's half-width) inside the data box needs, capped by cost",
         "applies": True, "inputs": n, "data_scale_inputs": total, "dimension": d,
         "target_resolution": budget.resolution, "resolution": rho, "reached": rho <= budget.resolution * (1 + 1e-9),
         "miss_probability_at_target": miss, "miss_probability_at_resolution": budget.resolution_miss,
