@@ -3,7 +3,8 @@
 Each mutant is a genuine model plus a term that breaks one claim by a chosen relative size δ,
 switched on only in a chosen *placement*: everywhere in the data box, only far beyond it (|x|∞ > k
 times the box), only inside a small region of the box (hard-edged or smooth), or only in the code
-while the symbolic twin stays the correct layer. They are not registered at import: the power
+while the symbolic twin stays the correct layer; and equivariant networks (a C4 steerable CNN, a
+DeepSets model) with a symmetry-breaking term of size δ. They are not registered at import: the power
 suite (benchmarks/power.py, tests/test_power.py) registers them through the public API, as an
 outside user would, and checks that every one is refuted and no correct model is.
 """
@@ -18,6 +19,8 @@ from torch import nn
 from verify.models.shears import Composition, GradientShear
 from verify.models.sympnets import GSympNet
 from verify.models.controls import AdditiveShear
+from verify.models.equivariant_cnns import SteerableClassifier
+from verify.models.permutation import DeepSets
 
 PLACEMENTS = ("box", "far-3", "far-30", "far-300", "region-hard", "region-smooth")
 SIZES = (1e-1, 1e-3, 1e-5)
@@ -56,6 +59,8 @@ def placement(name: str, dim: int, seed: int = 0) -> Placement:
 class Planted(nn.Module):
     """base(x) with coordinate 0 scaled by (1 + δ·s(x)): det J and JᵀΩJ move by about δ where s = 1.
 
+    The switch reads the map's own input x (not base(x)), so the violation is where the placement says: a region
+    "in the data box" is in the data box of the inputs the claim is checked on, whatever base does to it.
     For Invertible the forward is left alone and the inverse is off instead: f⁻¹(y) + δ·s(y)·y₀ e₀.
     """
 
@@ -67,18 +72,18 @@ class Planted(nn.Module):
     def depth(self) -> int:
         return getattr(self.base, "depth", 1) + 1
 
-    def _bump(self, x: torch.Tensor) -> torch.Tensor:
-        e0 = torch.zeros_like(x)
+    def _bump(self, switch_on: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        e0 = torch.zeros_like(y)
         e0[..., 0] = 1.0
-        return self.delta * self.where.switch(x) * x[..., :1] * e0
+        return self.delta * self.where.switch(switch_on) * y[..., :1] * e0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
-        return y if self.target == "Invertible" else y + self._bump(y)
+        return y if self.target == "Invertible" else y + self._bump(x, y)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         if self.target == "Invertible":
-            return self.base.inverse(y) + self._bump(y)
+            return self.base.inverse(y) + self._bump(y, y)
         raise NotImplementedError("only the Invertible mutant is inverted")
 
 
@@ -137,3 +142,101 @@ def describe(prop: str, delta: float, where: str, dim: int) -> str:
     return f"{prop} broken by δ = {delta:g} {placement(where, dim).description} (dim {dim})"
 
 
+# --------------------------------------------------------------------------- equivariance: a CNN and a set model
+# A small symmetry-breaking term of relative size δ in a C4 steerable CNN (escnn) and in a DeepSets model. The power
+# page (benchmarks/power.py) and tests/test_equivariance_power.py build them from here.
+class FlipTerm(nn.Module):
+    """A convolution followed by + δ·(its output mirrored left-right): a term of relative size exactly δ (a mirror keeps
+    the norm) that no rotation commutes with. Written in forward, between modules."""
+
+    def __init__(self, conv: nn.Module, eps: float) -> None:
+        super().__init__()
+        self.conv, self.eps = conv, eps
+
+    def forward(self, t: object) -> object:  # escnn GeometricTensor in and out
+        from escnn import nn as enn
+
+        y = self.conv(t)
+        return enn.GeometricTensor(y.tensor + self.eps * y.tensor.flip(-1), y.type)
+
+
+class ConvBranch(nn.Module):
+    """A convolution plus δ times a small plain (non-steerable) Conv2d branch on the same input."""
+
+    def __init__(self, conv: nn.Module, eps: float) -> None:
+        super().__init__()
+        self.conv, self.eps = conv, eps
+        self.branch = nn.Conv2d(conv.in_type.size, conv.out_type.size, 3, padding=1)
+
+    def forward(self, t: object) -> object:
+        from escnn import nn as enn
+
+        y = self.conv(t)
+        return enn.GeometricTensor(y.tensor + self.eps * self.branch(t.tensor), y.type)
+
+
+def c4_cnn(seed: int = 0, channels: int = 2) -> nn.Module:
+    """A small C4 steerable classifier (escnn, regular fields, group pooling), untrained, at a seed."""
+    torch.manual_seed(seed)
+    return SteerableClassifier(N=4, channels=channels).eval()
+
+
+def c4_mutant(eps: float, kind: str = "flip", where: str = "conv1", seed: int = 0) -> nn.Module:
+    """The C4 classifier with a mirror term (kind="flip") or a plain-conv branch (kind="branch") of size δ at `where`."""
+    if kind not in ("flip", "branch"):
+        raise ValueError(f"kind={kind!r}: expected 'flip' (a mirrored copy) or 'branch' (a plain Conv2d branch)")
+    if where not in ("conv1", "conv2"):
+        raise ValueError(f"where={where!r}: expected 'conv1' or 'conv2' (the classifier's two steerable convolutions)")
+    model = c4_cnn(seed)
+    wrap = FlipTerm if kind == "flip" else ConvBranch
+    setattr(model, where, wrap(getattr(model, where), eps))
+    return model.eval()
+
+
+class PositionWeightedSets(DeepSets):
+    """DeepSets whose i-th item is weighted by 1 + δ·i before the sum: a position-dependent weight of size δ."""
+
+    def __init__(self, eps: float, **kw: object) -> None:
+        super().__init__(**kw)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = 1 + self.eps * torch.arange(x.shape[1], dtype=torch.float64)[:, None]
+        return self.rho((self.phi(x) * w.to(x.dtype)).sum(1))
+
+
+def position_weighted_sets(eps: float, seed: int = 0) -> nn.Module:
+    """The set model with its position-dependent weight of size δ, untrained, at a seed."""
+    torch.manual_seed(seed)
+    return PositionWeightedSets(eps).eval()
+
+
+def quick_train(model: nn.Module, task: object, steps: int, seed: int, lr: float = 2e-2) -> nn.Module:
+    """A few dozen Adam steps on the task's data: weights that a training run has moved, at a cost of seconds."""
+    torch.manual_seed(seed)
+    x, y = task.dataset(256, seed)
+    x = x.float()
+    y = y.float() if y.is_floating_point() else y
+    loss_fn = getattr(task, "loss", None) or (lambda p, t: ((p - t) ** 2).mean())
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for i in range(steps):
+        idx = torch.arange(i * 32, (i + 1) * 32) % x.shape[0]
+        loss = loss_fn(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def correct_equivariant(kind: str, seed: int) -> nn.Module:
+    """A genuine equivariant model at a seed, briefly trained: the C4 classifier ("cnn", 20 steps on rotated digits)
+    or DeepSets ("set", 30 steps on set sums)."""
+    from verify.declare.registry import get_task
+
+    if kind == "cnn":
+        return quick_train(c4_cnn(seed), get_task("rotated-digits"), steps=20, seed=seed)
+    if kind == "set":
+        torch.manual_seed(seed)
+        return quick_train(DeepSets(), get_task("set-sum"), steps=30, seed=seed)
+    raise ValueError(f"kind={kind!r}: expected 'cnn' (C4 steerable classifier) or 'set' (DeepSets)")

@@ -82,3 +82,49 @@ def test_report_is_written_even_when_a_stage_failed(tmp_path):
     page = (folder / "README.md").read_text()
     assert "error" in page and "verify train" in page and "proved" in page  # failure named, symbolic kept
     assert json.loads((folder / "report.json").read_text())["errors"]
+
+
+def test_cache_hits_only_when_everything_training_reads_is_unchanged(saved, tmp_path):
+    """`verify report --cache` loads a checkpoint only when its training fingerprint matches: the same code, data,
+    settings, seed and library versions give the same weights (training is deterministic), anything else retrains."""
+    from verify.declare.registry import Size, architecture, get, unregister
+    from verify.train.training import cached_checkpoint, training_fingerprint
+
+    trained, out = saved
+    arch = get("g-sympnet")
+    assert trained.fingerprint == json.loads((out / "checkpoint.json").read_text())["fingerprint"]
+    hit, why = cached_checkpoint(out, arch, "quick", 3)
+    assert hit and "matches" in why
+    assert not cached_checkpoint(out, arch, "quick", 4)[0]  # another seed
+    # the same module and task, another learning rate: another training run
+    spec = arch.size("quick")
+    architecture("test-g-sympnet-lr", claims=list(arch.claims), task=arch.task,
+                 sizes={"quick": Size(config=dict(spec.config), steps=spec.steps, lr=spec.lr / 2, n_train=spec.n_train,
+                                      batch=spec.batch)})(arch.factory)
+    try:
+        assert training_fingerprint(get("test-g-sympnet-lr"), "quick", 3, "cpu") != trained.fingerprint
+    finally:
+        unregister("test-g-sympnet-lr")
+    # a checkpoint saved before fingerprints were recorded is a miss, and says why
+    old = tmp_path / "old"
+    old.mkdir()
+    record = json.loads((out / "checkpoint.json").read_text())
+    record.pop("fingerprint")
+    (old / "checkpoint.json").write_text(json.dumps(record))
+    hit, why = cached_checkpoint(old, arch, "quick", 3)
+    assert not hit and "no training fingerprint" in why
+
+
+def test_report_with_cache_trains_once_then_loads(tmp_path):
+    from verify.cli import main
+
+    args = ["report", "g-sympnet", "--size", "quick", "--out", str(tmp_path), "--quiet", "--rollout-steps", "0",
+            "--inputs", "256", "--examples", "10", "--cache"]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "g-sympnet" / "report.json").read_text())["training"]
+    assert first["origin"] == "trained" and first["fingerprint"]
+    assert main(args) == 0
+    second = json.loads((tmp_path / "g-sympnet" / "report.json").read_text())
+    assert second["training"]["origin"].startswith("loaded from the cache") and second["passed_as_expected"]
+    assert second["training"]["fingerprint"] == first["fingerprint"]
+    assert "loaded from the cache" in (tmp_path / "g-sympnet" / "README.md").read_text()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from verify.models.equivariant_cnns import C4, SteerableClassifier, _image, _logits
+from verify.models.mutants import PositionWeightedSets, c4_mutant, quick_train
 from verify.models.permutation import S, DeepSets
 from verify.properties.equivariant import Equivariant, EquivarianceMeasurement
 from verify.declare.actions import SetAction
@@ -25,55 +26,7 @@ C4_CLAIM = Equivariant(C4, _image(C4), _logits(C4))
 SET_CLAIM = Equivariant(S, SetAction(S), SetAction(S, invariant=True))
 
 
-# --------------------------------------------------------------------------- mutants
-class FlipTerm(nn.Module):
-    """A convolution followed by + ε·(its output mirrored left-right): a term of relative size exactly ε (a mirror keeps
-    the norm) that no rotation commutes with. Written in forward, between modules."""
-
-    def __init__(self, conv: nn.Module, eps: float) -> None:
-        super().__init__()
-        self.conv, self.eps = conv, eps
-
-    def forward(self, t):  # escnn GeometricTensor in and out
-        from escnn import nn as enn
-
-        y = self.conv(t)
-        return enn.GeometricTensor(y.tensor + self.eps * y.tensor.flip(-1), y.type)
-
-
-class ConvBranch(nn.Module):
-    """A convolution plus ε times a small plain (non-steerable) Conv2d branch on the same input."""
-
-    def __init__(self, conv: nn.Module, eps: float) -> None:
-        super().__init__()
-        self.conv, self.eps = conv, eps
-        self.branch = nn.Conv2d(conv.in_type.size, conv.out_type.size, 3, padding=1)
-
-    def forward(self, t):
-        from escnn import nn as enn
-
-        y = self.conv(t)
-        return enn.GeometricTensor(y.tensor + self.eps * self.branch(t.tensor), y.type)
-
-
-def c4_mutant(eps: float, kind: str = "flip", where: str = "conv1", seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = SteerableClassifier(N=4, channels=2)
-    wrap = FlipTerm if kind == "flip" else ConvBranch
-    setattr(model, where, wrap(getattr(model, where), eps))
-    return model.eval()
-
-
-class PositionWeightedSets(DeepSets):
-    """DeepSets whose i-th item is weighted by 1 + ε·i before the sum: a position-dependent weight of size ε."""
-
-    def __init__(self, eps: float, **kw) -> None:
-        super().__init__(**kw)
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = 1 + self.eps * torch.arange(x.shape[1], dtype=torch.float64)[:, None]
-        return self.rho((self.phi(x) * w.to(x.dtype)).sum(1))
+# the mutants (FlipTerm, ConvBranch, PositionWeightedSets) live in models/mutants.py, shared with the power page
 
 
 def _numeric(claim: Equivariant, model: nn.Module, task, seed: int = 0, examples: int = 12) -> EquivarianceMeasurement:
@@ -112,29 +65,12 @@ def test_structural_violation_below_float32_resolution_is_refuted_by_the_float64
     assert all(c == "structural" for g, c in zip(ev.elements, ev.element_classes) if g != repr(S.identity()))
 
 
-def _quick_train(model: nn.Module, task, steps: int, seed: int, lr: float = 2e-2) -> nn.Module:
-    torch.manual_seed(seed)
-    x, y = task.dataset(256, seed)
-    x = x.float()
-    y = y.float() if y.is_floating_point() else y
-    loss_fn = getattr(task, "loss", None) or (lambda p, t: ((p - t) ** 2).mean())
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for i in range(steps):
-        idx = torch.arange(i * 32, (i + 1) * 32) % x.shape[0]
-        loss = loss_fn(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
 @pytest.mark.parametrize("seed", range(5))
 def test_genuine_c4_and_deepsets_are_never_refuted_and_calibrated(seed):
     torch.manual_seed(seed)
-    c4 = _quick_train(SteerableClassifier(N=4, channels=2), DIGITS, steps=20, seed=seed)
+    c4 = quick_train(SteerableClassifier(N=4, channels=2), DIGITS, steps=20, seed=seed)
     torch.manual_seed(seed)
-    ds = _quick_train(DeepSets(), SETS, steps=30, seed=seed)
+    ds = quick_train(DeepSets(), SETS, steps=30, seed=seed)
     for claim, model, task in ((C4_CLAIM, c4, DIGITS), (SET_CLAIM, ds, SETS)):
         ev = _numeric(claim, model, task, seed=seed, examples=15)
         assert ev.verdict is Verdict.HOLDS, ev.summary

@@ -41,13 +41,17 @@ def test_the_key_changes_with_the_size_and_the_code(tmp_path, monkeypatch):
     finally:
         unregister("cache-key")
     assert k1 and k2 and k1 != k2
-    real = training._package_sources
-    monkeypatch.setattr(training, "_package_sources", lambda obj: real(obj) + [real(obj)[0]] if real(obj) else [])
+    k1_again = None
     _register("cache-key")
     try:
-        assert cache_key(get("cache-key"), "quick", 0, dev) == k1  # the same files: the same key
+        k1_again = cache_key(get("cache-key"), "quick", 0, dev)
+        # the code is part of the key: any change to a source file the fingerprint covers is another key
+        real = training._source_files
+        monkeypatch.setattr(training, "_source_files", lambda arch: real(arch)[1:])
+        assert cache_key(get("cache-key"), "quick", 0, dev) != k1
     finally:
         unregister("cache-key")
+    assert k1_again == k1  # the same code, size and seed: the same key again
 
 
 def test_a_damaged_entry_is_retrained_never_trusted(tmp_path, monkeypatch):

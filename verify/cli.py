@@ -190,10 +190,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         for arch in tqdm(archs, desc="verify report", disable=args.quiet):
             target = out / arch.name
             reuse = args.reuse_checkpoints and (target / "checkpoint" / "checkpoint.json").is_file()
+            why = ""
+            if args.cache and not reuse and not args.symbolic_only and arch.task is not None:
+                from verify.train.training import cached_checkpoint
+
+                try:
+                    reuse, why = cached_checkpoint(target / "checkpoint", arch, args.size, args.seed, args.device)
+                except Exception as exc:  # a fingerprint that cannot be computed is a miss: train as without --cache
+                    reuse, why = False, f"no fingerprint ({type(exc).__name__}: {exc})"
             fresh = None if reuse else scratch_path(target)
             try:
                 result = check(arch, checkpoint=target / "checkpoint" if reuse else None, checkpoint_dir=fresh,
                                **_check_kwargs(args))
+                if reuse and why and result.trained is not None:
+                    result.trained.origin = f"loaded from the cache ({why})"
                 # the report, its figures and its checkpoint replace the previous ones as one unit
                 write_architecture(result, out, checkpoint=fresh if fresh is not None and fresh.is_dir() else None)
             except VerifyError as exc:  # one broken architecture must not lose the others' reports
@@ -319,6 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="architectures (default: all)")
     p.add_argument("--out", default=str(DEFAULT_REPORTS), help="reports folder (default: ./reports of the working folder)")
     p.add_argument("--reuse-checkpoints", action="store_true", help="load OUT/<name>/checkpoint instead of training")
+    p.add_argument("--cache", action="store_true",
+                   help="load OUT/<name>/checkpoint only when its training fingerprint matches the current code, "
+                        "data, settings and library versions (training is deterministic, so it is the model training "
+                        "would produce); otherwise train and save")
     p.add_argument("--strict", action="store_true", help="exit 1 unless every claim (controls' included) is proved or holds")
     _add_check_options(p, "full")
     p.set_defaults(func=cmd_report)

@@ -206,6 +206,11 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
     max64 = worst64_r * tol64.value if has64 else math.nan
     n_total = int(found.x.shape[0] + found.candidates.shape[0]) + int(found.methods.get("hypothesis", {}).get("examples", 0))
     n_total += sum(int(m.get("starts", 0)) * int(m.get("steps", 0)) for k, m in found.methods.items() if k in ("gradient", "smoothed"))
+    n_total += int(found.methods.get("resolution", {}).get("inputs", 0))
+    res = found.methods.get("resolution", {})
+    # the coverage at the data scale, stated: the smallest region that sampling resolves there
+    res_text = (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
+                f"({res['data_scale_inputs']} samples there)" if "resolution" in res else "")
     if not math.isfinite(worst) or (has64 and not math.isfinite(max64)):
         x_bad = worst_x if not math.isfinite(worst) else worst64_x
         return Failure(
@@ -233,7 +238,7 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
     scales = ", ".join(found.methods["sampling"]["scales"])
     if verdict is Verdict.HOLDS:
         summary = (f"max defect {worst:.3g} {'>' if far_excess else '≤'} tolerance {tol.value:.3g} over {n_total} inputs "
-                   f"(scales ×{scales} of the data box, gradient and smoothed ascent, hypothesis); float64 max "
+                   f"(scales ×{scales} of the data box, gradient and smoothed ascent, hypothesis){res_text}; float64 max "
                    f"{max64:.3g} ≤ {tol64.value:.3g}"
                    + (f"; the {str(dtype).replace('torch.', '')} excess is beyond ×{NEAR_DATA:g} the data, where only the "
                       "float64 oracle judges (the defect's own evaluation has no correct digit left there)" if far_excess else ""))

@@ -6,7 +6,10 @@ oracle). r > 1 is a violation. The engine looks for the largest r by four method
 each found (the coverage is part of the evidence):
 
 1. **sampling**: seeded quasi-random (scrambled Sobol) inputs at every scale of the domain, from the
-   data's own extent outward (×2, ×10, ×100, ×10³) and down to tiny magnitudes;
+   data's own extent outward (×2, ×10, ×100, ×10³) and down to tiny magnitudes; then, at the data's own
+   scale, as many more as a stated **resolution** needs: enough that a ball of radius ρ (a tenth of the
+   data box's half-width by default) anywhere in the data box is hit with high probability, capped by cost.
+   A violation confined to such a region with no gradient outside (a hard edge) is found only this way;
 2. **gradient ascent** on log r₆₄ from many starts at once (the best samples of every scale plus fresh
    ones): the float64 defect of a structural violation is smooth and far above float64 round-off, so
    it gives a slope to climb towards a localised violation long before float32 can see it;
@@ -26,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from verify.checking.domains import Box, Domain
+from verify.checking.domains import Ball, Box, Domain
 
 Ratio = Callable[[torch.Tensor], torch.Tensor]  # float64 inputs (B, ...) -> float64 ratios (B,)
 
@@ -41,6 +44,15 @@ class Budget:
     population: int = 4  # smoothed-ascent candidates per start and step
     examples: int = 60  # hypothesis examples
     chunk: int = 1024  # inputs per batched evaluation (memory bound for Jacobian properties)
+    # The data-scale sampling continues until a ball of radius `resolution` × the half-width, wherever it lies inside the
+    # data box, would be missed with probability ≤ `resolution_miss` by independent uniform draws (scrambled-Sobol points
+    # are each uniform, so the expected number of hits is the same). A region with a hard edge has no gradient to climb, so
+    # density is the only way in; the count grows like (1/ρ)ᵈ, so it is capped and the evidence states the ρ reached.
+    # The cap counts extra inputs × dimension (a Jacobian's cost grows with the dimension): 2¹⁹ reaches ρ = 0.1 up to
+    # 4 dimensions (2¹⁷ inputs). It is a count, not a time, so that the same seed gives the same verdict.
+    resolution: float = 0.1
+    resolution_miss: float = 0.02
+    resolution_cap: int = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,83 @@ def _sample(obj: Objective, domain: Domain, budget: Budget, gen: torch.Generator
             "scales": [f"{s:g}" for s in scales], "per_scale": per_scale, "best_ratio": float(r.max()),
             **({"best_ratio_float64": float(r64.max())} if r64 is not None else {})}
     return x, r, r64, info
+
+
+def _ball_fraction(domain: Domain) -> tuple[float, int] | None:
+    """(c, d) such that a ball of radius ρ (relative to the data's extent) fills c·ρᵈ of the data region; None when the
+    domain has no such volume (images, sets, graphs: structured draws, where a resolution in Rⁿ means nothing)."""
+    if isinstance(domain, Box):
+        d = domain.dim  # an ellipsoid with semi-axes ρ·hᵢ in the box of half-widths hᵢ: V_d ρᵈ / 2ᵈ of it
+        return math.pi ** (d / 2) / math.gamma(d / 2 + 1) / 2 ** d, d
+    if isinstance(domain, Ball):
+        return 1.0, domain.dim  # a ball of radius ρ·R in the ball of radius R
+    return None
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Generator, device: torch.device,
+                n_data: int, decided: float | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """More scrambled-Sobol samples at the data's own scale, as many as the stated resolution needs (capped by cost).
+
+    Returns the best-scoring of them (for the candidates and the ascent's starts), their scores, and the coverage:
+    the resolution ρ reached (the radius, relative to the data's half-width, of a ball that independent uniform draws
+    of this many inputs would miss with probability `resolution_miss`), the inputs, and the miss probability at the
+    target ρ. Only the float64 oracle is evaluated here (the model itself where there is none): a region found here
+    is a structural question, and every point kept is replayed on the model's dtype as a candidate. `decided`: the
+    ratio > 1 that the sampling already found where it decides the verdict (more density cannot undo a violation).
+    """
+    fn = obj.ratio64 if obj.ratio64 is not None else obj.ratio
+    empty = torch.empty(0, device=device)
+    fit = _ball_fraction(domain)
+    scales = [float(s) for s in domain.scales()]
+    if fit is None or 1.0 not in scales or budget.resolution <= 0 or not 0 < budget.resolution_miss < 1:
+        why = ("the domain draws structured inputs (no volume in Rⁿ to resolve)" if fit is None else
+               "the domain has no data scale ×1" if 1.0 not in scales else "switched off by the budget")
+        return empty, empty, {"method": "data-scale resolution", "inputs": 0, "applies": False, "why": why}
+    c, d = fit
+    log_miss = -math.log(budget.resolution_miss)
+    need = math.ceil(log_miss / (c * budget.resolution ** d)) - n_data
+    # the cost of a Jacobian property grows with the dimension, so the cap counts input coordinates; powers of two keep
+    # the scrambled-Sobol points a balanced net
+    per = budget.resolution_cap // max(d, 1)
+    cap = 0 if per <= 0 else 1 << (per.bit_length() - 1)
+    n = 0 if need <= 0 else min(_pow2_at_least(need), cap)
+    total = n_data + n
+    rho = (log_miss / (total * c)) ** (1.0 / d) if total > 0 else math.inf
+    miss = math.exp(-total * c * budget.resolution ** d)
+    info: dict[str, Any] = {
+        "method": "data-scale resolution: more seeded scrambled-Sobol samples at ×1, as many as hitting a given ball of "
+                  "radius ρ (× the data's half-width) inside the data box needs, capped by cost",
+        "applies": True, "inputs": n, "data_scale_inputs": total, "dimension": d,
+        "target_resolution": budget.resolution, "resolution": rho, "reached": rho <= budget.resolution * (1 + 1e-9),
+        "miss_probability_at_target": miss, "miss_probability_at_resolution": budget.resolution_miss,
+        "cap_inputs": cap,
+        "statement": (f"resolution ρ = {rho:.3g} of the half-width at the data scale ({total} samples there, {n} of them "
+                      f"added for it): independent uniform draws this many would miss a given ball of that radius "
+                      f"inside the data box with probability {budget.resolution_miss:g}"
+                      + ("" if rho <= budget.resolution * (1 + 1e-9) else
+                         f"; the target ρ = {budget.resolution:g} needs about {need + n_data} in {d} dimensions"
+                         + (f", beyond the cost cap ({cap} added inputs)" if cap > 0 else
+                            ", and this search adds none (resolution_cap = 0)"))),
+    }
+    if n > 0 and decided is not None:
+        # the claim is already refuted where it counts: the extra samples would cost time and change no verdict
+        info.update(inputs=0, data_scale_inputs=n_data, skipped=True, statement=(
+            f"not needed: the sampling already refuted the claim (ratio {decided:.3g} > 1), so more samples at the data "
+            f"scale could not change the verdict (ρ = {budget.resolution:g} would have taken {n} more)"))
+        info.pop("resolution"), info.pop("reached"), info.pop("miss_probability_at_target")
+        return empty, empty, info
+    if n == 0:
+        return empty, empty, info
+    x = domain.draw(n, 1.0, gen).to(device)
+    r = _nan_high(_batched(fn, x, max(budget.chunk, 4096)))
+    k = min(max(8, budget.starts), n)
+    top = torch.topk(r, k).indices
+    info["best_ratio_float64" if obj.ratio64 is not None else "best_ratio"] = float(r[top[0]])
+    return x[top], r[top], info
 
 
 def _starts(x: torch.Tensor, score: torch.Tensor, domain: Domain, budget: Budget, gen: torch.Generator) -> torch.Tensor:
@@ -268,12 +357,25 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
     gen = torch.Generator().manual_seed(seed)
     x, r, r64, sample_info = _sample(obj, domain, budget, gen, device)
     methods: dict[str, dict[str, Any]] = {"sampling": sample_info}
+    n_data = sample_info["per_scale"].get("1", {}).get("inputs", 0)
+    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation), else near
+    # the data on the model itself (beyond ×2 the data the model's own dtype does not judge, verify/checking/numeric.py)
+    if r64 is not None:
+        decided = float(r64.max())
+    else:
+        near = domain.near_data(x)
+        decided = float(r[near].max()) if bool(near.any()) else 0.0
+    xr, rr, res_info = _resolution(obj, domain, budget, gen, device, n_data, decided=decided if decided > 1.0 else None)
+    methods["resolution"] = res_info
     cand = [x[torch.topk(r, min(8, r.numel())).indices]]
     if r64 is not None:
         cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    if xr.numel():
+        cand.append(xr[:8])  # replayed on the model's dtype and the oracle below, with every other candidate
     if budget.starts > 0 and budget.steps > 0:
         score = r64 if r64 is not None else r
-        x0 = _starts(x, score, domain, budget, gen)
+        pool, pool_score = (torch.cat([x, xr]), torch.cat([score, rr])) if xr.numel() else (x, score)
+        x0 = _starts(pool, pool_score, domain, budget, gen)
         xa, grad_info, smooth_info = _ascend(obj, domain, x0, budget, gen)
         methods["gradient"], methods["smoothed"] = grad_info, smooth_info
         cand.append(xa)

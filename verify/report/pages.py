@@ -55,7 +55,7 @@ def to_json(result: ArchitectureResult) -> dict[str, Any]:
         "training": None if trained is None else {
             "steps": trained.steps, "seconds": trained.seconds, "device": trained.device, "seed": trained.seed,
             "test_loss": trained.test_loss, "final_loss": trained.history[-1] if trained.history else None,
-            "checkpoint": trained.checkpoint,
+            "checkpoint": trained.checkpoint, "origin": trained.origin, "fingerprint": trained.fingerprint,
         },
         "rollout": None if result.rollout is None else result.rollout.to_dict(),
         "environment": result.environment,
@@ -264,13 +264,16 @@ def _coverage_table(methods: dict) -> list[str]:
             did = f"{m.get('inputs')} inputs at scales ×{', '.join(m.get('scales', []))}"
         elif name == "hypothesis":
             did = f"{m.get('examples', 0)} examples"
+        elif name == "resolution":
+            did = m.get("statement") or f"not applicable: {m.get('why', '')}"
         else:
             did = f"{m.get('starts')} starts × {m.get('steps')} steps, {m.get('accepted_moves')} moves accepted"
             if name == "gradient" and m.get("flat_gradients"):
                 did += f", {m['flat_gradients']} flat gradients"
         f64 = m.get("best_ratio_float64")
         is64 = name in ("gradient", "smoothed")
-        lines.append(f"| {name} | {m.get('method', '')}: {did} | {'—' if is64 else _fmt(m.get('best_ratio'))} | "
+        lines.append(f"| {name} | {m.get('method', '')}: {did} | "
+                     f"{'—' if is64 or m.get('best_ratio') is None else _fmt(m.get('best_ratio'))} | "
                      f"{_fmt(m.get('best_ratio')) if is64 else _fmt(f64) if f64 is not None else '—'} |")
     per = methods.get("sampling", {}).get("per_scale", {})
     if per:
@@ -415,7 +418,9 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
         t = result.trained
         lines += ["## Training", "", f"{t.steps} Adam steps in {t.seconds:.1f} s on {t.device}, seed {t.seed}; "
                   f"final training MSE {_fmt(t.history[-1] if t.history else math.nan)}, held-out MSE {_fmt(t.test_loss)}; "
-                  f"checkpoint `{'checkpoint/' if here else ckpt_ref}`{' (in this folder)' if here else ''}.", ""]
+                  f"checkpoint `{'checkpoint/' if here else ckpt_ref}`{' (in this folder)' if here else ''}"
+                  + ("" if t.origin == "trained" else f"; this run {t.origin}: the steps and seconds are the original "
+                                                      "training's") + ".", ""]
         if figs["loss.png"]:
             lines += ["![loss](loss.png)", ""]
     env = result.environment

@@ -1,12 +1,22 @@
 """Training on the project's own data, and checkpoints that load without executing code.
 
 Checkpoints are a safetensors file of the state dict plus a JSON record (architecture,
-size, configuration, seed, loss history, sha256 of the tensors file). Loading
-verifies the hash and the keys, so a truncated or foreign file is refused with a
+size, configuration, seed, loss history, sha256 of the tensors file, training fingerprint).
+Loading verifies the hash and the keys, so a truncated or foreign file is refused with a
 message rather than half-loaded.
+
+Training is deterministic (same code, data, settings and seed: the same weights, bit for bit), so a
+checkpoint whose *training fingerprint* matches the one computed now is what training would produce
+again: `verify report --cache` loads it instead of retraining. The fingerprint covers everything
+training reads: the architecture's size (configuration, steps, learning rate, data size, batch), the
+seed and device type, the source of the models package, of the architecture's own module and of this
+trainer, the library versions, and, as measured values, the initial weights, the training and
+held-out data and the initial model's output on the data (so a change in a dependency that moves any
+of them, e.g. the image rotation that makes the digits task, is caught too).
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import inspect
@@ -53,6 +63,102 @@ def pick_device(requested: str | None = None, what: str = "device") -> torch.dev
     return dev
 
 
+def _source_files(arch: Architecture) -> list[Path]:
+    """The source files whose text the fingerprint covers: the models package, this trainer and the registry (sizes,
+    building), and every loaded module of the package that declares the architecture (a plugin's model spans files)."""
+    files = {Path(__file__).resolve(), Path(sys.modules["verify.declare.registry"].__file__).resolve()}
+    models_pkg = sys.modules.get("verify.models")
+    if models_pkg is not None and getattr(models_pkg, "__file__", None):
+        files.update(p.resolve() for p in Path(models_pkg.__file__).parent.glob("*.py"))
+    try:
+        own = inspect.getsourcefile(arch.factory)
+    except TypeError:  # a builtin or C-defined factory: nothing of ours to hash
+        own = None
+    if own:
+        files.add(Path(own).resolve())
+    top = (getattr(arch.factory, "__module__", None) or "").split(".")[0]
+    if top and top != "verify":  # the built-in package is covered above (the engine's code does not change training)
+        for name, mod in list(sys.modules.items()):
+            f = getattr(mod, "__file__", None)
+            if (name == top or name.startswith(top + ".")) and f and f.endswith(".py"):
+                files.add(Path(f).resolve())
+    return sorted(files)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "torch": torch.__version__}
+    for lib in ("numpy", "escnn", "scipy"):
+        mod = sys.modules.get(lib)
+        if mod is not None:
+            out[lib] = str(getattr(mod, "__version__", "?"))
+    return out
+
+
+def _hash_tensor(h: "hashlib._Hash", name: str, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+
+
+def training_fingerprint(arch: Architecture, size: str, seed: int, device: torch.device | str,
+                         model: torch.nn.Module | None = None,
+                         data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> str:
+    """sha256 of everything training reads (module docstring); `model`/`data` as train() built them, else rebuilt.
+
+    Rebuilding costs what training's own set-up costs (the model and the datasets), not the training steps.
+    """
+    spec = arch.size(size)
+    task = get_task(arch.task)
+    if model is None:
+        torch.manual_seed(seed)
+        model = arch.build(size)
+    if data is None:
+        data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))
+    h = hashlib.sha256()
+    h.update(json.dumps({"architecture": arch.name, "size": size, "spec": dataclasses.asdict(spec), "seed": seed,
+                         "default_dtype": str(torch.get_default_dtype()),
+                         "task": arch.task, "device": torch.device(device).type, "versions": _versions()},
+                        sort_keys=True, default=repr).encode())
+    for path in _source_files(arch):
+        h.update(path.name.encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    for name, t in sorted(model.state_dict().items()):
+        _hash_tensor(h, name, t)
+    for name, t in zip(("x", "y", "x_test", "y_test"), data):
+        _hash_tensor(h, name, t)
+    # the initial output is measured on a second instance with the same weights, so the model about to be trained is
+    # left exactly as it was (escnn caches filters in eval mode; a deepcopy fails on some modules) and the global random
+    # state that training continues from is not consumed
+    with torch.random.fork_rng(devices=[]):
+        probe = arch.build(size)
+    probe.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    probe.eval()
+    with torch.no_grad():
+        out = probe(data[0][:64].to(torch.float32))
+    _hash_tensor(h, "initial_output", out if isinstance(out, torch.Tensor) else torch.as_tensor(out))
+    return h.hexdigest()
+
+
+def cached_checkpoint(directory: Path | str, arch: Architecture, size: str, seed: int,
+                      device: str | None = None) -> tuple[bool, str]:
+    """(True, why) when the checkpoint in `directory` is what training would produce now, (False, why) otherwise."""
+    record_path = Path(directory) / RECORD
+    if not record_path.is_file():
+        return False, "no checkpoint yet"
+    try:
+        record = json.loads(record_path.read_text())
+    except ValueError:
+        return False, "the checkpoint record is not JSON"
+    if record.get("size") != size or record.get("seed") != seed:
+        return False, f"the checkpoint is size {record.get('size')!r}, seed {record.get('seed')}"
+    if "fingerprint" not in record:
+        return False, "the checkpoint has no training fingerprint (saved before fingerprints were recorded)"
+    now = training_fingerprint(arch, size, seed, pick_device(device))
+    if record["fingerprint"] != now:
+        return False, "the training fingerprint differs (code, data, settings or library versions changed)"
+    return True, f"training fingerprint {now[:12]} matches"
+
+
 @dataclass
 class Trained:
     architecture: str
@@ -65,7 +171,9 @@ class Trained:
     seconds: float = 0.0
     steps: int = 0
     checkpoint: str | None = None
-    cached: bool = False  # loaded from the trained-model cache (the same code, config and seed trained it before)
+    cached: bool = False  # loaded from the trained-model cache (the same fingerprint trained it before)
+    fingerprint: str | None = None  # of everything training read (training_fingerprint)
+    origin: str = "trained"  # or why a checkpoint was loaded instead
 
 
 def train(
@@ -87,9 +195,14 @@ def train(
     dev = pick_device(device)
     task = get_task(arch.task)
     torch.manual_seed(seed)
-    model = arch.build(size).to(dev)
-    x, y = (_cast(t, dev) for t in task.dataset(spec.n_train, seed))
-    xt, yt = (_cast(t, dev) for t in task.dataset(256, seed + 10_000))
+    model = arch.build(size)
+    data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))
+    try:
+        fingerprint: str | None = training_fingerprint(arch, size, seed, dev, model=model, data=data)
+    except Exception:  # noqa: BLE001 - a model the fingerprint cannot probe is trained all the same, just never cached
+        fingerprint = None
+    model = model.to(dev)
+    x, y, xt, yt = (_cast(t, dev) for t in data)
     loss_fn = getattr(task, "loss", None) or _mse
     opt = spec.make_optimizer(model.parameters())
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
@@ -117,7 +230,7 @@ def train(
         test_loss = float(loss_fn(model(xt), yt))
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
-        test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps,
+        test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps, fingerprint=fingerprint,
     )
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
@@ -157,6 +270,7 @@ def save_checkpoint(trained: Trained, arch: Architecture, directory: Path) -> Pa
             "history": trained.history,
             "torch": torch.__version__,
             "sha256": _sha256(stage / TENSORS),
+            **({"fingerprint": trained.fingerprint} if trained.fingerprint else {}),
         }
         atomic_write_text(stage / RECORD, json.dumps(record, indent=1))
     return directory
@@ -200,6 +314,7 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
         architecture=name, size=size, model=model, seed=record.get("seed", 0), device=str(dev),
         history=list(record.get("history", [])), test_loss=record.get("test_loss", math.nan),
         seconds=record.get("seconds", 0.0), steps=record.get("steps", 0), checkpoint=str(directory),
+        fingerprint=record.get("fingerprint"), origin="loaded from the checkpoint",
     )
 
 
@@ -222,50 +337,25 @@ def cache_root() -> Path | None:
     return base / "structure-verify" / "trained"
 
 
-def _package_sources(obj: object) -> list[Path]:
-    """Source files of every loaded module of the package that defines obj (the whole package: a model's code spans
-    files), plus the trainer itself; empty when obj has no source file (then nothing is cached)."""
-    module = getattr(obj, "__module__", None) or ""
-    try:
-        own = inspect.getsourcefile(obj)  # type: ignore[arg-type]
-    except TypeError:
-        own = None
-    if not module or own is None:
-        return []
-    top = module.split(".")[0]
-    files = {Path(own).resolve(), Path(__file__).resolve()}
-    for name, mod in list(sys.modules.items()):
-        if name == top or name.startswith(top + "."):
-            f = getattr(mod, "__file__", None)
-            if f and f.endswith(".py"):
-                files.add(Path(f).resolve())
-    return sorted(files)
-
-
 def cache_key(arch: Architecture, size: str, seed: int, device: torch.device) -> str | None:
-    """A name for this training run's result, or None when it cannot be keyed safely (no source to hash)."""
+    """A name for this training run's result: the training fingerprint (everything training reads, code included),
+    or None when it cannot be computed or would not be stable (then nothing is cached)."""
     spec = arch.size(size)
-    task = get_task(arch.task) if arch.task else None
-    sources = _package_sources(arch.factory) + (_package_sources(type(task)) if task is not None else [])
-    if not sources:
+    if not isinstance(spec.optimizer, str) and any(
+            part in getattr(spec.optimizer, "__qualname__", "<lambda>") for part in ("<lambda>", "<locals>")):
+        return None  # a local callable has no stable identity to key on
+    try:
+        fingerprint = training_fingerprint(arch, size, seed, device)
+    except Exception:  # noqa: BLE001 - see train(): no fingerprint, no cache
         return None
-    h = hashlib.sha256()
-    optimizer = spec.optimizer if isinstance(spec.optimizer, str) else getattr(spec.optimizer, "__qualname__", None)
-    if optimizer is None or "<lambda>" in optimizer or "<locals>" in optimizer:
-        return None  # a local callable has no stable name to key on
-    for part in (arch.name, size, seed, device.type, torch.__version__, str(torch.get_default_dtype()), arch.task,
-                 json.dumps(dict(spec.config), sort_keys=True, default=repr), spec.steps, spec.lr, spec.n_train,
-                 spec.batch, optimizer, json.dumps(dict(spec.optimizer_options), sort_keys=True, default=repr)):
-        h.update(repr(part).encode() + b"\0")
-    for f in sorted(set(sources)):
-        h.update(str(f).encode() + b"\0" + f.read_bytes())
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in arch.name)
-    return f"{safe}-{size}-s{seed}-{device.type}-{h.hexdigest()[:20]}"
+    return f"{safe}-{size}-s{seed}-{device.type}-{fingerprint[:24]}"
 
 
 def train_cached(arch: Architecture | str, size: str = "quick", *, seed: int = 0, device: str | None = None,
                  progress: bool = False) -> Trained:
-    """train(), or its result from the cache when the same code, config and seed trained it before.
+    """train(), or its result from the cache when the same training fingerprint (code, data, settings, seed, library
+    versions, initial weights and output) trained it before: training is deterministic, so that is the same model.
 
     Concurrent callers (xdist workers) of one key are serialised by a file lock: one trains, the others load. A
     cache entry that does not load (truncated, foreign) is discarded and retrained, never trusted.
@@ -283,7 +373,7 @@ def train_cached(arch: Architecture | str, size: str = "quick", *, seed: int = 0
         if entry.is_dir():
             try:
                 trained = load_checkpoint(entry, arch, device=device)
-                trained.cached = True
+                trained.cached, trained.origin = True, f"loaded from the trained-model cache ({entry.name})"
                 return trained
             except CheckpointError:
                 shutil.rmtree(entry, ignore_errors=True)
