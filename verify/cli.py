@@ -33,8 +33,10 @@ def threads() -> None:
 
 
 def _load_plugins(mods: list[str] | None) -> None:
+    from verify.declare.registry import _load_plugin
+
     for m in mods or []:
-        importlib.import_module(m)
+        _load_plugin(f"{m} (--plugin)", lambda m=m: importlib.import_module(m))
 
 
 def _table(result) -> str:
@@ -66,6 +68,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for a in archs:
         claims = ", ".join(c.name + ("" if c.expected else " (false)") for c in a.claims)
         print(f"{a.name:<24} {'control' if a.is_control else 'genuine':<8} task={a.task or '-':<13} {claims}")
+    from verify.declare.registry import PLUGIN_NOTES
+
+    for note in PLUGIN_NOTES:
+        print(f"note: {note}")
     return 0
 
 
