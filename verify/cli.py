@@ -50,6 +50,9 @@ def _table(result) -> str:
             rows.append("      symbolic: no symbolic form (numeric only)")
         if r.numeric is not None:
             rows.append(f"      numeric:  {r.numeric.summary}")
+            fix = getattr(r.numeric, "fix", "")
+            if fix:
+                rows.append(f"      fix:      {fix}")
     if result.rollout is not None:
         rows.append(f"  rollout: {result.rollout.summary}")
     for e in result.errors:

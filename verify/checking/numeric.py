@@ -312,7 +312,6 @@ def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.
     flagged = r64 > 1.0
     if not bool(flagged.any()):
         return None
-    start = time.perf_counter()
     cand = xs[flagged][torch.argsort(r64[flagged], descending=True)]
     gen = torch.Generator().manual_seed(7919 * seed + 17)
     draws = [float64_copy(model, gen) for _ in range(STORAGE_DRAWS)]
@@ -344,8 +343,7 @@ def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.
         if worst["ratio"] > 1.0:
             break
     return {**worst, "structural": worst["ratio"] > 1.0, "flagged": int(flagged.sum()), "checked": checked,
-            "draws": STORAGE_DRAWS, "lambda": LAMBDA_STORAGE, "seconds": time.perf_counter() - start,
-            "stored": stored_precision(model), "rule": STORAGE_RULE}
+            "draws": STORAGE_DRAWS, "lambda": LAMBDA_STORAGE, "stored": stored_precision(model), "rule": STORAGE_RULE}
 
 
 def _vs(a: float, b: float) -> str:

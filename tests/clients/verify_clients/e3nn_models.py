@@ -13,7 +13,7 @@ from verify_clients import available
 
 N_ITEMS = 5  # the set-sum task's set size
 S5 = SymmetricGroup(N_ITEMS)
-SIZES = {"quick": Size(config={"width": 32}, steps=400, lr=1e-2, n_train=1024, batch=128),
+SIZES = {"quick": Size(config={"width": 32}, steps=600, lr=2e-2, n_train=1024, batch=128),
          "full": Size(config={"width": 64}, steps=3000, lr=3e-3, n_train=4096, batch=256)}
 
 if available("e3nn"):

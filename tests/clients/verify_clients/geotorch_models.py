@@ -15,7 +15,7 @@ if available("geotorch"):
     from torch.nn.utils import parametrize
 
     @architecture("geotorch-so2", task="mass-spring", reference="geotorch.SO (Cayley trivialisation)",
-                  sizes={"quick": Size(config={"dim": 2}, steps=60, lr=2e-2),
+                  sizes={"quick": Size(config={"dim": 2}, steps=100, lr=5e-2),
                          "full": Size(config={"dim": 2}, steps=600, lr=1e-2)},
                   claims=[Symplectic(), VolumePreserving(), Invertible()])
     class GeotorchRotation(nn.Module):
