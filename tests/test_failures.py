@@ -158,8 +158,8 @@ def test_storage_draws_move_only_non_integers_by_their_precision():
     assert torch.equal(twin.J, m.J.double())  # 0, ±1: exact in every format
     eps32 = torch.finfo(torch.float32).eps
     for p, q in ((twin.a, m.a), (twin.w, m.w)):
-        moved = abs(float(p) - float(q))
-        assert 0 < moved <= 2 * eps32 * abs(float(q))
+        moved = abs(float(p.detach()) - float(q.detach()))
+        assert 0 < moved <= 2 * eps32 * abs(float(q.detach()))
 
 
 def test_a_model_without_a_float64_copy_is_checked_and_says_it_has_no_oracle():
@@ -252,3 +252,26 @@ def test_an_exception_from_a_property_is_error_evidence_with_stage_and_exception
         assert r.verdict is Verdict.ERROR
         assert isinstance(r.numeric, Failure) and needle in r.numeric.summary and r.numeric.exception
     assert "numeric" in boom.numeric.summary and "test_failures.py" in boom.numeric.exception
+
+
+class Broken(Shear):
+    """A model whose library raises on every call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("library bug")
+
+
+def test_a_model_that_raises_everywhere_gives_errors_not_a_traceback():
+    architecture("test-broken", claims=[Symplectic(), Invertible()], task="pendulum",
+                 sizes={"quick": Size(config={}, steps=5)})(Broken)
+    try:
+        result = check("test-broken", rollout_steps=10, n_inputs=64, max_examples=5)
+    finally:
+        unregister("test-broken")
+    assert result.errors and "library bug" in result.errors[0] and "training" in result.errors[0]
+    for r in result.results:
+        assert r.verdict is Verdict.ERROR and "library bug" in r.numeric.summary and r.numeric.exception
+    # the same module given directly (no training): each claim's numeric stage says what raised, where
+    direct = check(Broken().eval(), claims=[Symplectic()], dim=2, n_inputs=64, max_examples=5).results[0]
+    assert direct.verdict is Verdict.ERROR and "library bug" in direct.numeric.summary
+    assert "preflight" in direct.numeric.summary and "test_failures.py" in direct.numeric.exception
