@@ -12,10 +12,22 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ setup.sh -nt .venv/.installed ]; then
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ setup.sh -nt .venv/.installed ] \
+   || [ tests/clients/pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+  # the project, its dev tools and the test clients' libraries, torch pinned in the same resolution so nothing replaces it
+  .venv/bin/python -m pip install -q -e ".[dev,clients]" "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+  # memcnn's requirements (torchvision, SimpleITK) would pull another torch; its core needs neither
+  .venv/bin/python -m pip install -q --no-deps "memcnn==1.5.2" 2>&1 | grep -v "is ignored" || true
+  # the test client package: registers real library modules through the verify.architectures entry point
+  .venv/bin/python -m pip install -q --no-deps -e tests/clients 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, escnn, sympy, hypothesis, verify" || { echo "setup: import check failed"; exit 1; }
+  .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '2.13.0' else 1)" \
+    || { echo "setup: torch is not 2.13.0 (a package replaced it): pip install torch==2.13.0"; exit 1; }
+  for lib in strupnet FrEIA memcnn torchdiffeq geotorch e3nn verify_clients; do
+    .venv/bin/python -c "import $lib" >/dev/null 2>&1 \
+      || echo "setup: $lib does not import; tests/test_clients.py skips what needs it (the skip says how to install it)"
+  done
   touch .venv/.installed
 fi

@@ -71,6 +71,10 @@ class Probe:
         return self._J
 
 
+# how a symbolic stage that had no form to work on begins its summary (an `undecided` that is not a timeout: the claim
+# is judged numerically only)
+NO_FORM = "no symbolic form"
+
 GENERATED_TIME_LIMIT = 5.0  # seconds per layer obligation for twins generated from the code (torch.fx)
 
 Region = tuple  # (low corner, high corner) of the set where a claim is made; None: everywhere
@@ -215,7 +219,7 @@ class MapProperty(Property):
             from verify.evidence import Failure, Verdict
 
             return Failure(stage="symbolic", verdict=Verdict.UNDECIDED,
-                           summary=f"no symbolic form: none is declared and the forward could not be generated from the "
+                           summary=f"{NO_FORM}: none is declared and the forward could not be generated from the "
                                    f"code ({subject.notes['untraceable']}); the claim is checked numerically only",
                            expected="a forward made of operations the symbolic algebra knows, or a declared twin",
                            fix="declare blocks=... (a hand-written twin) or accept the numeric verdict")

@@ -339,36 +339,8 @@ def _named_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(model.named_parameters()) + list(model.named_buffers())
 
 
-def float64_copy(model: torch.nn.Module, generator: torch.Generator | None = None) -> torch.nn.Module:
-    """A float64 copy of the model (same mode); with a generator, every stored non-integer number moved by its
-    storage precision (see LAMBDA_STORAGE). escnn modules cache their expanded filters in eval mode; the copy is
-    made in train mode and switched back, which recomputes the caches in float64 (from the moved numbers)."""
-    was = model.training
-    try:
-        model.train()  # escnn's eval-mode caches are non-leaf tensors, which deepcopy refuses
-        stored = {n: t.dtype for n, t in _named_tensors(model)}
-        twin = copy.deepcopy(model)
-    except Exception as exc:  # the oracle cannot run: the caller reports `error`, never a verdict without it
-        raise VerifyError(f"float64 oracle: the model could not be copied ({type(exc).__name__}: {exc}); register "
-                          "tensors as parameters or buffers and keep the module deep-copyable") from exc
-    finally:
-        model.train(was)
-    twin = twin.to(torch.float64)
-    if generator is not None:
-        with torch.no_grad():
-            for name, t in _named_tensors(twin):
-                kind = stored.get(name, torch.float32)
-                if not t.is_floating_point() or not kind.is_floating_point:
-                    continue
-                free = t != torch.round(t)  # integers (0, ±1, masks) are exact in every format
-                if not bool(free.any()):
-                    continue
-                rms = t.pow(2).mean().sqrt()
-                u = (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1).to(t.device)
-                t.add_(float(torch.finfo(kind).eps) * u * (t.abs() + rms) * free)
-    twin.train()
-    twin.train(was)  # eval(): escnn recomputes its cached filters from the (moved) float64 numbers
-    return twin
+# the float64 copy (and its storage-precision draws) is the engine's one implementation: verify/precision.py
+from verify.precision import float64_copy  # noqa: E402
 
 
 class Oracle:

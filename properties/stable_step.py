@@ -140,10 +140,10 @@ def _linear_binding(model: torch.nn.Module) -> str | None:
 
     Checked in float64 on seeded inputs at growing scales (1 to 10³): |f(x) − W x|∞ ≤ 64·n·eps64·(1 + |W|·|x|).
     """
-    import copy
+    from verify.precision import float64_copy
 
     try:
-        m64 = copy.deepcopy(model).to(torch.float64)
+        m64 = float64_copy(model)
     except Exception:
         return None
     W = m64.linear_part().detach()

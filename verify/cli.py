@@ -68,6 +68,9 @@ def _table(result) -> str:
             rows.append("      symbolic: no symbolic form (numeric only)")
         if r.numeric is not None:
             rows.append(f"      numeric:  {r.numeric.summary}")
+            fix = getattr(r.numeric, "fix", "")
+            if fix:
+                rows.append(f"      fix:      {fix}")
     if result.rollout is not None:
         rows.append(f"  rollout: {result.rollout.summary}")
     for e in result.errors:
@@ -86,6 +89,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     for a in archs:
         claims = ", ".join(c.name + ("" if c.expected else " (false)") for c in a.claims)
         print(f"{a.name:<24} {'control' if a.is_control else 'genuine':<8} task={a.task or '-':<13} {claims}")
+    from verify.declare.registry import PLUGIN_NOTES
+
+    for note in PLUGIN_NOTES:
+        print(f"note: {note}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -166,6 +167,7 @@ class Failure(Evidence):
 
     expected: str = ""
     fix: str = ""
+    exception: str = ""  # `Type: message (raised at file:line)` when an exception stopped the stage
 
 
 @dataclass(frozen=True)
@@ -191,3 +193,19 @@ class Binding(Evidence):
     search: Mapping[str, Any] = field(default_factory=dict)
     expected: str = ""
     fix: str = ""
+
+
+_NUM = r"(?<![\w.])[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?|inf|nan)(?![\w.])"
+# `a ≤ b`, `a > b`, and `a > tolerance b` (one word between): the relations a message states between two numbers
+_RELATION = re.compile(rf"({_NUM}) (≤|>) (?:[A-Za-z][\w-]* )?({_NUM})")
+
+
+def contradictions(text: str) -> list[str]:
+    """The relations `a ≤ b` / `a > b` in a message that its own numbers contradict (a message must never say
+    `5.24e-08 > 1.91e-06`)."""
+    bad = []
+    for a, rel, b in _RELATION.findall(text):
+        x, y = float(a), float(b)
+        if not ((x <= y) if rel == "≤" else (x > y)):
+            bad.append(f"{a} {rel} {b}")
+    return bad

@@ -1,6 +1,7 @@
 """check(): the Python API. Declare → derive → train (or load) → check, returning the evidence as data."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import platform
 import time
@@ -16,7 +17,7 @@ from verify.checking.binding_stage import bind_stage, resolve_layers
 from verify.declare.claims import Claim, as_claim
 from verify.derive.proofs import DEFAULT_TIME_LIMIT, block_latex
 from verify.checking.domains import Domain
-from verify.errors import InputError, VerifyError
+from verify.errors import InputError, VerifyError, describe, explain
 from verify.evidence import Evidence, Failure, Note, Verdict, combine
 from verify.declare.registry import Architecture, get, get_task
 from verify.checking.search import Budget
@@ -99,16 +100,20 @@ def _depth(model: torch.nn.Module) -> int:
     return max(1, sum(1 for m in model.modules() if any(True for _ in m.parameters(recurse=False))))
 
 
-def _guarded(stage: str, fn: Callable[[], Evidence | None]) -> Evidence | None:
+def failure(stage: str, exc: BaseException, subject: str = "the model") -> Failure:
+    """An exception from a model, its library, a property or a stage, as `error` evidence: the exception, the stage,
+    and the fix where the cause is known (verify.errors.explain)."""
+    summary, expected, fix = explain(exc, stage, subject)
+    return Failure(stage=stage, verdict=Verdict.ERROR, summary=summary, expected=expected, fix=fix,
+                   exception="" if isinstance(exc, VerifyError) else describe(exc))
+
+
+def _guarded(stage: str, fn: Callable[[], Evidence | None], subject: str = "the model") -> Evidence | None:
     """A property's own stage; bad input, and any exception from a user's model or a library, becomes `error` evidence."""
     try:
         return fn()
-    except VerifyError as exc:
-        return Failure(stage=stage, verdict=Verdict.ERROR, summary=str(exc),
-                       expected=getattr(exc, "expected", ""), fix=getattr(exc, "fix", ""))
-    except Exception as exc:  # a traceback is not a verdict: the check could not run, and says where
-        return Failure(stage=stage, verdict=Verdict.ERROR, summary=f"{type(exc).__name__} in the {stage} stage: {exc}",
-                       expected=f"a {stage} stage that runs", fix="see the message; the model or a library raised")
+    except Exception as exc:  # a traceback is not a verdict: the check could not run, and says where and why
+        return failure(stage, exc, subject)
 
 
 def check(
@@ -176,59 +181,68 @@ def check(
     except Exception as exc:  # a broken block program: the symbolic stage reports it per claim
         result.errors.append(f"symbolic form of {name}: {type(exc).__name__}: {exc}")
 
-    trained: Trained | None = None
-    if numeric and model is None:
-        try:
-            if checkpoint is not None:
-                trained = load_checkpoint(checkpoint, arch, device=device)
-            else:
-                trained = train_cached(arch, size, seed=seed, device=device, progress=progress)
-                if checkpoint_dir is not None:
-                    trained.checkpoint = str(save_checkpoint(trained, arch, Path(checkpoint_dir)))
-            model = trained.model
-        except VerifyError as exc:
-            result.errors.append(str(exc))
-        except Exception as exc:  # a user's model or a library raised while training: a verdict, not a traceback
-            result.errors.append(f"training {name} failed: {type(exc).__name__}: {exc}")
-    result.trained = trained
+    with arch.declared_defaults() if arch is not None else contextlib.nullcontext():
+        trained: Trained | None = None
+        train_failure: Failure | None = None
+        if numeric and model is None:
+            try:
+                if checkpoint is not None:
+                    trained = load_checkpoint(checkpoint, arch, device=device)
+                else:
+                    trained = train_cached(arch, size, seed=seed, device=device, progress=progress)
+                    if checkpoint_dir is not None:
+                        trained.checkpoint = str(save_checkpoint(trained, arch, Path(checkpoint_dir)))
+                model = trained.model
+            except Exception as exc:  # a user's model or a library raised while training: a verdict, not a traceback
+                train_failure = failure("training", exc, name)
+                result.errors.append(f"training {name} failed: {train_failure.summary}"
+                                     + (f". Expected: {train_failure.expected}. Fix: {train_failure.fix}"
+                                        if not isinstance(exc, VerifyError) else ""))
+        result.trained = trained
 
-    task = get_task(arch.task) if arch and arch.task else None
-    if dim is None:
-        dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
-        dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
-    subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
-                      depth=_depth(model) if model is not None else 1, blocks=blocks,
-                      scheme=arch.scheme if arch else None, time_limit=time_limit)
-    if symbolic:
-        resolve_layers(subject, arch, size, wants_layers=any(isinstance(c.property, MapProperty) for c in claim_list))
-    bindings: dict[Any, Evidence | None] = {}
+        task = get_task(arch.task) if arch and arch.task else None
+        if dim is None:
+            dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
+            dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
+        subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
+                          depth=_depth(model) if model is not None else 1, blocks=blocks,
+                          scheme=arch.scheme if arch else None, time_limit=time_limit)
+        if symbolic:
+            try:
+                resolve_layers(subject, arch, size, wants_layers=any(isinstance(c.property, MapProperty) for c in claim_list))
+            except Exception as exc:  # recorded: every claim whose proof needs the binding gets it as an error
+                subject.notes["layers"] = exc
+        bindings: dict[Any, Evidence | None] = {}
 
-    for claim in claim_list:
-        prop = claim.property
-        claim_domain = domain if domain is not None else _guarded_domain(prop, subject)
-        sym = _guarded("symbolic", lambda: prop.symbolic(subject)) if symbolic else None
-        bind = None
-        if sym is not None and sym.verdict is Verdict.PROVED:
-            key = claim_domain.describe() if claim_domain is not None else None
-            key = repr(key)
-            if key not in bindings:
-                bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
-            bind = bindings[key]
-        num: Evidence | None = None
-        if numeric:
-            if model is None:
-                num = Failure(stage="numeric", verdict=Verdict.ERROR, summary="; ".join(result.errors) or "no model",
-                              expected="a trained model or a loadable checkpoint", fix="see the message")
-            else:
-                num = _guarded("numeric", lambda: prop.numeric(subject, claim_domain, settings))
-        result.results.append(ClaimResult(claim, combine(sym, num, bind), sym, num, bind))
+        for claim in claim_list:
+            prop = claim.property
+            claim_domain, domain_failure = (domain, None) if domain is not None else _guarded_domain(prop, subject)
+            sym = _guarded("symbolic", lambda: prop.symbolic(subject)) if symbolic else None
+            bind = None
+            if sym is not None and sym.verdict is Verdict.PROVED:
+                key = claim_domain.describe() if claim_domain is not None else None
+                key = repr(key)
+                if key not in bindings:
+                    bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
+                bind = bindings[key]
+            num: Evidence | None = None
+            if numeric:
+                if model is None:
+                    num = train_failure or Failure(stage="numeric", verdict=Verdict.ERROR,
+                                                   summary="; ".join(result.errors) or "no model",
+                                                   expected="a trained model or a loadable checkpoint", fix="see the message")
+                elif domain_failure is not None:
+                    num = domain_failure
+                else:
+                    num = _guarded("numeric", lambda: prop.numeric(subject, claim_domain, settings))
+            result.results.append(ClaimResult(claim, combine(sym, num, bind), sym, num, bind))
 
-    if numeric and model is not None and task is not None and rollout_steps > 0 and hasattr(task, "energy"):
-        try:
-            result.rollout = rollout(model, task, steps=rollout_steps)
-        except Exception as exc:  # the rollout informs; its failure is reported, not hidden
-            result.errors.append(f"rollout: {type(exc).__name__}: {exc}")
-    dev = trained.device if trained else (str(next(model.parameters()).device) if model is not None and any(True for _ in model.parameters()) else "cpu")
+        if numeric and model is not None and task is not None and rollout_steps > 0 and hasattr(task, "energy"):
+            try:
+                result.rollout = rollout(model, task, steps=rollout_steps)
+            except Exception as exc:  # the rollout informs; its failure is reported, not hidden
+                result.errors.append(f"rollout: {failure('rollout', exc, name).summary}")
+        dev = trained.device if trained else (str(next(model.parameters()).device) if model is not None and any(True for _ in model.parameters()) else "cpu")
     result.environment = environment(seed, dev)
     result.seconds = time.perf_counter() - start
     return result
@@ -256,8 +270,12 @@ def _validate_options(*, seed: int, n_inputs: int | None, max_examples: int | No
         raise InputError("time_limit", time_limit, "a finite number of seconds > 0", "pass e.g. time_limit=20")
 
 
-def _guarded_domain(prop: Any, subject: Subject) -> Domain | None:
+def _guarded_domain(prop: Any, subject: Subject) -> tuple[Domain | None, Failure | None]:
+    """The claim's domain, or (None, why not): a VerifyError leaves it to the numeric stage to say why there are no
+    inputs (no dimension); any other exception from the property is that claim's numeric `error`."""
     try:
-        return prop.domain(subject)
+        return prop.domain(subject), None
     except VerifyError:
-        return None  # the numeric stage then reports why it has no inputs
+        return None, None
+    except Exception as exc:
+        return None, failure("numeric (domain)", exc, subject.name)

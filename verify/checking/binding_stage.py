@@ -118,7 +118,11 @@ def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
     from verify.derive import binding
     from verify.derive.fx_twin import Untraceable, generate_layers
 
-    model64 = binding.float64_copy(model)
+    try:
+        model64 = binding.float64_copy(model)
+    except Exception as exc:  # no float64 copy by any path: no twin to bind, the claims are checked numerically
+        subject.notes["untraceable"] = f"no float64 copy of {type(model).__name__} to generate a twin on: {exc}"
+        return
     try:
         twins = generate_layers(model64, subject.dim)
     except Untraceable as exc:
@@ -174,15 +178,12 @@ def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: 
 
 def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:
     """A scheme-declared network: its forward against the engine's own steps of its own vector field (verify/schemes/stepping.py)."""
-    from verify.checking.numeric import float64_copy, model_device
+    from verify.checking.numeric import model_device
+    from verify.precision import float64_copy
     from verify.schemes import stepping
 
     model = module_to_bind(subject, arch, size)
-    model64, how = float64_copy(model)
-    if model64 is None:
-        raise InputError("float64 copy", how, "a module that can be copied to float64 for the binding",
-                         "make the module deep-copyable, or check it numerically only (symbolic=False)")
-    model64.eval()
+    model64 = float64_copy(model).eval()  # CopyError (an InputError) says why no path could copy it
     steps = int(getattr(model64, "steps", 1))
     fn = stepping.scheme_mismatch_defects(model64, subject.scheme)
     tol = stepping.tolerance(subject.scheme, steps)

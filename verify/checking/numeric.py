@@ -8,17 +8,20 @@ model: a structural violation survives the cast, round-off shrinks by ~1e9.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
+import inspect
 import math
+import re
 import time
+import weakref
 from typing import Any
 
 import torch
 
 from verify.properties.base import HALF_PRECISION, MapProperty, Probe, eps
 from verify.checking.domains import NEAR_DATA, Domain
-from verify.errors import InputError
+from verify.errors import InputError, explain
+from verify.precision import LAMBDA_STORAGE, STORAGE_DRAWS, STORAGE_RULE, CopyError, copy_path, float64_copy, stored_precision
 from verify.evidence import Failure, Measurement, Verdict
 from verify.checking.search import Budget, Objective, SearchResult, search
 
@@ -43,10 +46,18 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward", strict: bool = True) -> torch.Tensor:
-    """Call the model (or its inverse) on a batch and check what comes back (finiteness only when strict)."""
+    """Call the model (or its inverse) on a fresh copy of a batch and check what comes back (finiteness only when
+    strict). A fresh copy, because some modules free or overwrite the tensor they are given (memcnn's
+    InvertibleModuleWrapper(keep_input=False) releases its input's storage after the call)."""
     fn = model if method == "forward" else getattr(model, method)
-    y = fn(x)
+    y = fn(x.clone())
     name = type(model).__name__ + ("" if method == "forward" else f".{method}")
+    if isinstance(y, (tuple, list)):
+        raise InputError(
+            f"{name}(x)", f"a {type(y).__name__} of {len(y)}", "a tensor of the input's shape",
+            f"{name} returns several values (FrEIA's modules return (z, log_jac_det), for one): wrap it so that "
+            f"{'forward' if method == 'forward' else method}(x) returns the output tensor alone, and check the wrapper",
+        )
     if not isinstance(y, torch.Tensor):
         raise InputError(f"{name}(x)", type(y).__name__, "a tensor", "return a tensor of shape (B, n)")
     if y.shape != x.shape:
@@ -65,23 +76,112 @@ def forward(model: torch.nn.Module, x: torch.Tensor, method: str = "forward", st
     return y
 
 
-def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096, strict: bool = True) -> torch.Tensor:
-    """J_f(x) for every row of x, shape (B, n, n), with one vectorised reverse-mode pass per chunk."""
+# -- Jacobians ---------------------------------------------------------------------------------------------------
+# The fast path is one vectorised reverse-mode pass per chunk (torch.func.vmap over jacrev). Code that vmap rejects
+# (in-place writes into a solver's buffer, a log-det accumulated in place, data-dependent control flow, an
+# autograd.Function without setup_context) falls back to classic autograd over the whole chunk, one reverse pass per
+# output coordinate (the rows of a batch are independent inputs of the map, checked once per model); a checkpointing
+# autograd.Function that refuses torch.autograd.grad (memcnn's) falls back to .backward() per output coordinate, each
+# after a fresh forward. The path that ran is recorded per model and stated in the evidence.
+JACOBIAN_PATHS = {
+    "vmap": "torch.func.vmap(jacrev) over each chunk",
+    "grad": "classic autograd over each chunk, one reverse pass (torch.autograd.grad) per output coordinate",
+    "backward": "classic autograd over each chunk, a fresh forward and .backward() per output coordinate",
+}
+_JACOBIAN_PATH: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[str, str]]" = weakref.WeakKeyDictionary()
 
+
+def jacobian_path(model: torch.nn.Module) -> tuple[str, str]:
+    """(the path the model's Jacobians were computed by, why the faster ones could not run) or ("", "")."""
+    return _JACOBIAN_PATH.get(model, ("", ""))
+
+
+def _jac_vmap(model: torch.nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
     def single(xi: torch.Tensor) -> torch.Tensor:
-        return model(xi.unsqueeze(0)).squeeze(0)
+        return model(xi.unsqueeze(0).clone()).squeeze(0)
 
     jac = torch.func.vmap(torch.func.jacrev(single))
-    try:
-        parts = [jac(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
-    except RuntimeError as exc:
-        if "vmap" not in str(exc):
+    return torch.cat([jac(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
+
+
+def _jac_autograd(model: torch.nn.Module, x: torch.Tensor, chunk: int, use_backward: bool) -> torch.Tensor:
+    graph = torch.is_grad_enabled() and x.requires_grad and not use_backward  # the ascent differentiates J itself
+    parts = []
+    for i in range(0, x.shape[0], chunk):
+        xc = x[i : i + chunk]
+        with torch.enable_grad():
+            leaf = xc if graph else xc.detach().clone().requires_grad_(True)
+            rows = []
+            if not use_backward:
+                y = model(leaf.clone())
+                for k in range(y.shape[-1]):
+                    (g,) = torch.autograd.grad(y[:, k].sum(), leaf, retain_graph=True, create_graph=graph,
+                                               allow_unused=True)
+                    rows.append(torch.zeros_like(leaf) if g is None else g)
+            else:
+                # plain .backward() (a checkpointing Function refuses autograd.grad and backward(inputs=...)); the
+                # parameters stop requiring grad meanwhile, so that nothing accumulates in their .grad
+                params = [p for p in model.parameters() if p.requires_grad]
+                try:
+                    for p in params:
+                        p.requires_grad_(False)
+                    for k in range(xc.shape[-1]):
+                        fresh = xc.detach().clone().requires_grad_(True)
+                        y = model(fresh.clone())
+                        y[:, k].sum().backward()
+                        rows.append(torch.zeros_like(fresh) if fresh.grad is None else fresh.grad)
+                finally:
+                    for p in params:
+                        p.requires_grad_(True)
+        J = torch.stack(rows, dim=1)
+        parts.append(J if graph else J.detach())
+    return torch.cat(parts)
+
+
+def _rows_independent(model: torch.nn.Module, x: torch.Tensor, J: torch.Tensor, use_backward: bool) -> None:
+    """The classic-autograd paths read row k's Jacobian from the gradient of a sum over the batch, which is right only
+    when the model treats each row as its own input: checked once per model against single-row calls."""
+    k = min(2, x.shape[0])
+    single = torch.cat([_jac_autograd(model, x[i : i + 1].detach(), 1, use_backward) for i in range(k)])
+    diff = float((single - J[:k].detach()).abs().max())
+    scale = 1.0 + float(single.abs().max())
+    limit = 1e3 * float(torch.finfo(J.dtype).eps) * scale
+    if not diff <= limit:
+        raise InputError(
+            f"{type(model).__name__}: Jacobian of row 0 in a batch vs alone", f"differs by {diff:.3g}",
+            f"the same (≤ {limit:.3g}): each row of a batch is one input of the map",
+            "make the model treat each input independently (eval() mode, no batch statistics or cross-row terms)")
+
+
+def batched_jacobian(model: torch.nn.Module, x: torch.Tensor, chunk: int = 4096, strict: bool = True) -> torch.Tensor:
+    """J_f(x) for every row of x, shape (B, n, n): vectorised where torch.func can, by classic autograd where not."""
+    known, _ = _JACOBIAN_PATH.get(model, ("", ""))
+    order = list(JACOBIAN_PATHS)
+    if known:
+        order = order[order.index(known):]
+    failures: list[str] = []
+    J: torch.Tensor | None = None
+    last: BaseException | None = None
+    for path in order:
+        try:
+            if path == "vmap":
+                J = _jac_vmap(model, x, chunk)
+            else:
+                J = _jac_autograd(model, x, chunk, use_backward=path == "backward")
+                if known != path:
+                    _rows_independent(model, x, J, use_backward=path == "backward")
+            break
+        except InputError:
             raise
-        # code vmap rejects (data-dependent control flow, .item(), in-place writes into an input): one reverse-mode
-        # Jacobian per input instead; slower, the same numbers
-        jac1 = torch.func.jacrev(single)
-        parts = [torch.stack([jac1(xi) for xi in x])]
-    J = torch.cat(parts)
+        except Exception as exc:  # this path cannot run on this model's code: the next (slower) one may
+            failures.append(f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            last = exc
+    if J is None:
+        assert last is not None
+        raise last
+    used = order[len(failures)]
+    if used != known:
+        _JACOBIAN_PATH[model] = (used, "; ".join(failures))
     if strict and not torch.isfinite(J).all():
         row = int((~torch.isfinite(J)).flatten(1).any(-1).nonzero()[0])
         raise NonFiniteOutput(
@@ -100,6 +200,22 @@ def loop_jacobian(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _extra_arguments(fn: Any) -> list[str]:
+    """Required parameters of fn beyond the first (the batch): arguments the checker cannot supply."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in kinds]
+    if not positional:
+        return []  # forward(*xs): takes the batch as its first variadic argument
+    extra = [p for p in positional[1:] if p.default is p.empty]
+    extra += [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty]
+    return [p.name for p in extra]
+
+
 def preflight(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torch.device) -> None:
     """Refuse a model that cannot be measured as a deterministic map R^dim -> R^dim."""
     stochastic = [m for m in model.modules() if isinstance(m, _STOCHASTIC)]
@@ -109,6 +225,19 @@ def preflight(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torc
             f"call model.eval() before checking: it contains {stochastic[0]!r}, whose output changes "
             "from call to call in train mode",
         )
+    extra = _extra_arguments(model.forward)
+    if extra:
+        try:
+            sig = str(inspect.signature(model.forward))
+        except (TypeError, ValueError):
+            sig = "(...)"
+        call = ", ".join(f"{n}=..." for n in extra)
+        raise InputError(
+            f"{type(model).__name__}.forward{sig}: required argument(s) {', '.join(repr(n) for n in extra)}",
+            "not supplied by the checker", "forward(x) that maps one batch of shape (B, n) to (B, n) with no further "
+            "argument", f"wrap the module so that forward(x) supplies {', '.join(extra)}: `def forward(self, x): return "
+            f"self.net(x, {call})` (and inverse likewise), and check the wrapper",
+        )
     x = torch.linspace(-1, 1, 2 * dim, dtype=dtype, device=device).reshape(2, dim)
     with torch.no_grad():
         try:
@@ -116,10 +245,13 @@ def preflight(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torc
         except InputError:
             raise
         except Exception as exc:
-            raise InputError(
-                "model(x)", f"{type(exc).__name__}: {exc}", f"a model that accepts a batch of shape (B, {dim})",
-                "check the claim's dimension against the model's input size",
-            ) from exc
+            text = str(exc)
+            if re.search(r"shape|size|dimension|mat1 and mat2", text, re.IGNORECASE) and not re.search(r"dtype", text):
+                raise InputError(
+                    "model(x)", f"{type(exc).__name__}: {exc}", f"a model that accepts a batch of shape (B, {dim})",
+                    f"check the claim's dimension ({dim}) against the model's input size",
+                ) from exc
+            raise  # the model's or its library's own exception: measure() reports it with its stage and known fix
         y2 = forward(model, x)
     if not torch.equal(y1, y2):
         raise InputError(
@@ -128,19 +260,34 @@ def preflight(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torc
         )
 
 
-def float64_copy(model: torch.nn.Module) -> tuple[torch.nn.Module | None, str]:
-    """A float64 copy of the model for the oracle, or (None, why) when it cannot be made."""
-    if model_dtype(model) == torch.float64:
-        return model, "the model runs in float64"
+def oracle_copy(model: torch.nn.Module, dim: int, dtype: torch.dtype, device: torch.device
+                ) -> tuple[torch.nn.Module | None, str]:
+    """The float64 copy the oracle replays inputs on, and how it was made (or None and why there is none).
+
+    A deep copy is the same map by construction. A copy made another way (non-leaf attributes detached, or the
+    factory re-run with the trained state dict) might miss some state the module keeps outside its state dict: it is
+    compared with the model on the preflight inputs and refused beyond a relative 1e-2 (a missed state differs at
+    order one; float16/bfloat16 computations inside a float32 model differ by up to ~1e-2)."""
+    if dtype == torch.float64:
+        return model, "the model runs in float64 (it is its own oracle)"
     try:
-        m64 = copy.deepcopy(model).to(torch.float64)
-    except Exception as exc:  # a module that cannot be copied: the oracle is skipped, and the evidence says so
-        return None, f"no float64 copy ({type(exc).__name__}: {exc})"
-    left = [n for n, t in list(m64.named_parameters()) + list(m64.named_buffers())
-            if t.is_floating_point() and t.dtype != torch.float64]
-    if left:
-        return None, f"the float64 copy still holds {left[:3]} in another dtype"
-    return m64, "deepcopy(model).to(float64)"
+        m64 = float64_copy(model)
+    except CopyError as exc:
+        return None, f"no float64 copy could be made ({exc.value})"
+    how = copy_path(m64)
+    x = torch.linspace(-1, 1, 2 * dim, dtype=dtype, device=device).reshape(2, dim)
+    try:
+        with torch.no_grad():
+            y = forward(model, x)
+            y64 = forward(m64, x.to(torch.float64))
+    except Exception as exc:  # the copy does not run: no oracle, and the evidence says why
+        return None, f"the float64 copy ({how}) does not run: {type(exc).__name__}: {exc}"
+    if not how.startswith("deepcopy(model)"):
+        diff = float((y64 - y.to(torch.float64)).abs().max() / (1 + y.abs().max()))
+        if not diff <= 1e-2:
+            return None, (f"the float64 copy ({how}) is not the same map: relative difference {diff:.3g} > 1e-2 on the "
+                          "preflight inputs")
+    return m64, how
 
 
 def _ratio(prop: MapProperty, model: torch.nn.Module, dtype: torch.dtype, tol: float, detach: bool) -> Any:
@@ -152,6 +299,61 @@ def _ratio(prop: MapProperty, model: torch.nn.Module, dtype: torch.dtype, tol: f
         return d.to(torch.float64) / tol
 
     return fn
+
+
+def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.nn.Module, xs: torch.Tensor,
+                      r64: torch.Tensor, tol64: float, seed: int, chunk: int = 1024) -> dict[str, Any] | None:
+    """Which float64 excesses the precision the parameters were stored in explains (verify/precision.py).
+
+    Every input whose float64 ratio exceeds 1 is replayed on STORAGE_DRAWS float64 copies with every stored number
+    moved by its storage precision; the input stays structural when d64 > tol64 + λ_s·(largest change of d64 over
+    the draws). Inputs are taken worst first, and the first one that stays structural settles it (a violation); a
+    genuine model whose excess is all storage has every flagged input replayed. None when nothing exceeds."""
+    flagged = r64 > 1.0
+    if not bool(flagged.any()):
+        return None
+    cand = xs[flagged][torch.argsort(r64[flagged], descending=True)]
+    gen = torch.Generator().manual_seed(7919 * seed + 17)
+    draws = [float64_copy(model, gen) for _ in range(STORAGE_DRAWS)]
+
+    def d64(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return prop.defects(Probe(m, x.to(torch.float64), strict=False)).detach().to(torch.float64)
+
+    checked = 0
+    worst: dict[str, Any] = {}
+    sizes = [min(64, cand.shape[0])] + [chunk] * max(0, math.ceil((cand.shape[0] - 64) / chunk))
+    pos = 0
+    for size in sizes:
+        x = cand[pos : pos + size]
+        pos += size
+        if x.shape[0] == 0:
+            break
+        base = d64(model64, x)
+        spread = torch.zeros_like(base)
+        for m in draws:
+            spread = torch.maximum(spread, (d64(m, x) - base).abs())
+        allowance = LAMBDA_STORAGE * spread
+        ratio = base / (tol64 + allowance)
+        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)
+        checked += int(x.shape[0])
+        i = int(torch.argmax(ratio))
+        if not worst or float(ratio[i]) > worst["ratio"]:
+            worst = {"ratio": float(ratio[i]), "x": x[i], "defect64": float(base[i]), "allowance": float(allowance[i])}
+        if worst["ratio"] > 1.0:
+            break
+    return {**worst, "structural": worst["ratio"] > 1.0, "flagged": int(flagged.sum()), "checked": checked,
+            "draws": STORAGE_DRAWS, "lambda": LAMBDA_STORAGE, "stored": stored_precision(model), "rule": STORAGE_RULE}
+
+
+def _vs(a: float, b: float) -> str:
+    """`a ≤ b` or `a > b` with the relation computed from the very numbers printed (more digits when 3 do not tell
+    them apart): a message never contradicts its own numbers."""
+    for digits in (3, 6, 17):
+        ta, tb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if ta != tb or digits == 17:
+            return f"{ta} {'≤' if a <= b else '>'} {tb}"
+    return ""
 
 
 def measure(
@@ -168,6 +370,7 @@ def measure(
     """Check one property on one trained model; never raises on a bad model, returns a Failure."""
     start = time.perf_counter()
     dtype, device = model_dtype(model), model_device(model)
+    stage = "numeric (preflight)"
     try:
         if prop.dim is not None and prop.dim != dim:
             raise InputError(
@@ -183,22 +386,43 @@ def measure(
                 f"defect's linear algebra in float32 (torch.linalg has no {name} kernels), and the tolerance is "
                 f"{name}'s (eps = {eps(dtype):.3g})"))
         tol64 = prop.claimed_tolerance(torch.float64, dim, depth)
-        model64, how64 = float64_copy(model) if oracle else (None, "oracle off")
+        stage = "numeric (float64 copy)"
+        model64, how64 = oracle_copy(model, dim, dtype, device) if oracle else (None, "oracle off")
+        own = model64 is model  # a float64 model is its own oracle: evaluate it once, differentiably, and reuse it
         objective = Objective(
-            ratio=_ratio(prop, model, dtype, tol.value, detach=True),
-            ratio64=None if model64 is None else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
+            ratio=_ratio(prop, model, dtype, tol.value, detach=not own),
+            ratio64=None if model64 is None or own else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
         )
+        stage = "numeric (search)"
         found = search(objective, domain, seed=seed, budget=budget, device=device)
-    except InputError as exc:
-        return Failure(
-            stage="numeric", verdict=Verdict.ERROR, summary=str(exc),
-            seconds=time.perf_counter() - start, expected=exc.expected, fix=exc.fix,
-        )
-    return _measurement(prop, model, found, tol, tol64, dtype, device, seed, domain, how64, start)
+        if own:  # the same numbers against the same tolerance (tol == tol64 in float64)
+            found.ratios64, found.cand_ratios64 = found.ratios, found.cand_ratios
+        storage = None
+        if model64 is not None and found.ratios64 is not None:
+            stage = "numeric (storage precision)"
+            xs = torch.cat([found.x, found.candidates])
+            r64 = torch.cat([found.ratios64, found.cand_ratios64])
+            finite = torch.isfinite(r64)
+            if bool(finite.all()):  # a non-finite defect is reported as such (_measurement), not judged here
+                storage = storage_judgement(prop, model, model64, xs, r64, tol64.value, seed, budget.chunk)
+    except Exception as exc:  # bad input, or any exception from the model or its library: error evidence
+        from verify.errors import describe
+
+        summary, expected, fix = explain(exc, stage, type(model).__name__)
+        return Failure(stage="numeric", verdict=Verdict.ERROR, summary=summary, seconds=time.perf_counter() - start,
+                       expected=expected, fix=fix, exception="" if isinstance(exc, InputError) else describe(exc))
+    paths = {"oracle": how64}
+    jpath, jwhy = jacobian_path(model)
+    if jpath:
+        paths["jacobian"] = JACOBIAN_PATHS[jpath] + (f" (faster paths could not run: {jwhy})" if jwhy else "")
+    return _measurement(prop, model, found, tol, tol64, dtype, device, seed, domain, paths, storage, start)
 
 
 def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult, tol: Any, tol64: Any, dtype: torch.dtype,
-                 device: torch.device, seed: int, domain: Domain, how64: str, start: float) -> Measurement | Failure:
+                 device: torch.device, seed: int, domain: Domain, paths: dict[str, str],
+                 storage: dict[str, Any] | None, start: float) -> Measurement | Failure:
+    how64 = paths["oracle"]
+    jpath_text = paths.get("jacobian", "")
     worst_r, worst_x = found.worst()
     worst = worst_r * tol.value
     has64 = found.ratios64 is not None
@@ -221,9 +445,13 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
             fix="fix the overflow, or restrict the claim to where it is meant: "
                 f"{prop.name}(where=(low, high)) (the search grows outward from the data box, ×10³ by default)",
         )
-    structural = has64 and worst64_r > 1.0
+    # structural: the float64 copy exceeds its tolerance *and* the precision the parameters were stored in does not
+    # explain the excess (verify/precision.py); without storage judgement (nothing stored coarser) the plain rule
+    structural = has64 and worst64_r > 1.0 and (storage is None or storage["structural"])
+    excused = has64 and worst64_r > 1.0 and storage is not None and not storage["structural"]
     near = [(found.ratios, found.x), (found.cand_ratios, found.candidates)]
     near_r = max(float(r[domain.near_data(xs)].max()) if bool(domain.near_data(xs).any()) else -math.inf for r, xs in near)
+    near_max = near_r * tol.value
     exceeded = near_r > 1.0
     far_excess = worst_r > 1.0 and not exceeded  # reported, not a verdict (see verify/domains.NEAR_DATA)
     if structural:
@@ -234,22 +462,47 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         verdict, classification = Verdict.HOLDS, "none"
     d = found.ratios * tol.value
     q = torch.quantile(d.double().cpu(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
-    ce = found.counterexample
+    ce, ce_dtype = found.counterexample, found.counterexample_dtype
+    ce_defect = None if ce is None else found.counterexample_ratio * (tol.value if ce_dtype == "model" else tol64.value)
+    if ce is not None and ce_dtype == "float64" and not structural:
+        ce = ce_defect = None  # shrunk on the float64 copy, but the parameters' storage precision explains the excess
+    if ce is not None and ce_dtype == "float64" and storage is not None:
+        ce, ce_defect = storage["x"], storage["defect64"]  # the input the storage judgement confirmed as structural
+    dt = str(dtype).replace("torch.", "")
     scales = ", ".join(found.methods["sampling"]["scales"])
-    if verdict is Verdict.HOLDS:
-        summary = (f"max defect {worst:.3g} {'>' if far_excess else '≤'} tolerance {tol.value:.3g} over {n_total} inputs "
-                   f"(scales ×{scales} of the data box, gradient and smoothed ascent, hypothesis){res_text}; float64 max "
-                   f"{max64:.3g} ≤ {tol64.value:.3g}"
-                   + (f"; the {str(dtype).replace('torch.', '')} excess is beyond ×{NEAR_DATA:g} the data, where only the "
-                      "float64 oracle judges (the defect's own evaluation has no correct digit left there)" if far_excess else ""))
+    if not has64:
+        oracle_text = f"no float64 oracle ({how64}): a violation below {dt} resolution could not be seen"
+    elif storage is not None:
+        sd, sa = storage["defect64"], storage["allowance"]
+        oracle_text = (f"float64 max {_vs(max64, tol64.value)}; storage precision of the parameters "
+                       f"({', '.join(f'{n} {k}' for k, n in storage['stored'].items()) or 'none stored coarser'} numbers): "
+                       f"at the {'confirmed' if storage['structural'] else 'worst'} input the float64 defect "
+                       f"{_vs(sd, tol64.value + sa)} = float64 tolerance {tol64.value:.3g} + storage allowance {sa:.3g} "
+                       f"({storage['checked']} of {storage['flagged']} flagged inputs replayed on {storage['draws']} draws)")
     else:
-        summary = (f"max defect {worst:.3g} {'>' if exceeded else '≤'} tolerance {tol.value:.3g} ({classification}: "
-                   f"float64 defect {max64:.3g} {'>' if structural else '≤'} float64 tolerance {tol64.value:.3g})"
-                   + (f"; counterexample ({found.counterexample_dtype}) x = {_short(ce)}" if ce is not None else ""))
+        oracle_text = f"float64 max {_vs(max64, tol64.value)}"
+    if verdict is Verdict.HOLDS:
+        summary = (f"max defect {_vs(worst, tol.value)} (tolerance) over {n_total} inputs (scales ×{scales} of the data "
+                   f"box, gradient and smoothed ascent, hypothesis){res_text}; {oracle_text}"
+                   + (f"; the {dt} excess is beyond ×{NEAR_DATA:g} the data (near it: {_vs(near_max, tol.value)}), where "
+                      "only the float64 oracle judges (the defect's own evaluation has no correct digit left there)"
+                      if far_excess else ""))
+    elif classification == "round-off":
+        summary = (f"max defect within ×{NEAR_DATA:g} the data {_vs(near_max, tol.value)} (tolerance) (round-off: "
+                   f"{oracle_text})" + (f"; counterexample ({dt}) x = {_short(ce)}" if ce is not None else ""))
+    else:
+        summary = (f"max defect {_vs(worst, tol.value)} (tolerance) (structural: {oracle_text}"
+                   + ("" if storage is not None else " (float64 tolerance)") + ")"
+                   + (f"; counterexample ({dt if ce_dtype == 'model' else ce_dtype}) x = {_short(ce)}" if ce is not None else ""))
+    if verdict is not Verdict.HOLDS:
         hint = _diagnosis(prop, model, ce if ce is not None else (worst64_x if structural else worst_x))
         if hint:
             summary += f"; {hint}"
+    if jpath_text and not jpath_text.startswith(JACOBIAN_PATHS["vmap"]):
+        summary += f"; Jacobians by {jpath_text.split(' (faster')[0]} (vmap could not run on this code: see the evidence)"
     observed = near_r * tol.value if math.isfinite(near_r) else float(d.max())
+    storage_record = None if storage is None else {
+        k: (v.cpu().tolist() if isinstance(v, torch.Tensor) else v) for k, v in storage.items()}
     return Measurement(
         stage="numeric",
         verdict=verdict,
@@ -257,7 +510,7 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         seconds=time.perf_counter() - start,
         property=prop.name,
         defect=prop.defect_text,
-        dtype=str(dtype).replace("torch.", ""),
+        dtype=dt,
         device=str(device),
         seed=seed,
         n_inputs=n_total,
@@ -270,13 +523,14 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         tolerance_float64=tol64.value,
         classification=classification,
         counterexample=None if ce is None else ce.cpu().tolist(),
-        counterexample_defect=None if ce is None else found.counterexample_ratio * (
-            tol.value if found.counterexample_dtype == "model" else tol64.value),
+        counterexample_defect=ce_defect,
         search={
-            "counterexample_dtype": (str(dtype).replace("torch.", "") if found.counterexample_dtype == "model"
-                                     else found.counterexample_dtype),
+            "counterexample_dtype": (dt if ce_dtype == "model" else ce_dtype),
             "domain": domain.describe(),
             "oracle": how64,
+            **({"jacobian": paths["jacobian"]} if "jacobian" in paths else {}),
+            **({"storage": storage_record} if storage_record is not None else {}),
+            "storage_excused": bool(excused),
             "methods": found.coverage(),
             "seconds": found.seconds,
             "calibration_ratio": tol.value / observed if observed > 0 else math.inf,

@@ -24,9 +24,14 @@ def rollout(model: torch.nn.Module, task, steps: int = 10_000, keep: int = 2000)
     traj = np.empty((steps + 1, len(task.x0)))
     traj[0] = task.x0
     diverged_at = None
-    with torch.inference_mode():
+    from torch.nn.utils import parametrize
+
+    # parametrised weights (geotorch, torch's parametrizations) computed once, not once per step. Only here, where one
+    # module runs: torch keys its cache by the module the parametrization was first registered on, which a deepcopy
+    # (the float64 oracle) shares with the original, so the cache must never be on while both run
+    with torch.inference_mode(), parametrize.cached():
         for k in range(1, steps + 1):
-            x = model(x)
+            x = model(x.clone())  # a fresh copy: some modules free the tensor they are given (memcnn)
             traj[k] = x[0].double().cpu().numpy()
             if not np.isfinite(traj[k]).all() or np.abs(traj[k]).max() > 1e6:
                 diverged_at = k

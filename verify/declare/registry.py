@@ -76,6 +76,10 @@ class Architecture:
     description: str = ""
     origin: str = ""
     scheme: str | None = None  # catalogue name of the time-discretisation the network is a step of
+    # torch's default dtype when the architecture was declared: it is built, trained and checked under it, so that a
+    # library that switches the default on import (strupnet sets float64) gets its own setting and every other
+    # architecture keeps its own (load_all restores the default after each plugin)
+    default_dtype: torch.dtype = torch.float32
 
     @property
     def is_control(self) -> bool:
@@ -87,7 +91,12 @@ class Architecture:
         return self.sizes[name]
 
     def build(self, size: str) -> torch.nn.Module:
-        return self.factory(**dict(self.size(size).config))
+        with self.declared_defaults():
+            return self.factory(**dict(self.size(size).config))
+
+    def declared_defaults(self) -> "DefaultDtype":
+        """A context in which torch's default dtype is the one in force when the architecture was declared."""
+        return DefaultDtype(self.default_dtype)
 
     def symbolic_blocks(self, size: str) -> Sequence[SymbolicBlock]:
         return [] if self.blocks is None else list(self.blocks(self.size(size).config))
@@ -95,6 +104,22 @@ class Architecture:
     def __repr__(self) -> str:
         claims = ", ".join(str(c) for c in self.claims)
         return f"Architecture({self.name!r}, task={self.task!r}, claims=[{claims}])"
+
+
+class DefaultDtype:
+    """`with DefaultDtype(dtype):` torch.get_default_dtype() is dtype inside, and what it was outside."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+        self.saved: list[torch.dtype] = []
+
+    def __enter__(self) -> "DefaultDtype":
+        self.saved.append(torch.get_default_dtype())
+        torch.set_default_dtype(self.dtype)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_default_dtype(self.saved.pop())
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -151,6 +176,7 @@ def architecture(
             sizes=dict(sizes or {"quick": Size(), "full": Size()}), blocks=blocks,
             composition=composition, reference=reference, description=description or " ".join(doc.split()), scheme=scheme,
             origin=f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}",
+            default_dtype=torch.get_default_dtype(),
         ))
         return cls
 
@@ -170,17 +196,42 @@ def get_task(name: str) -> Any:
 
 
 _LOAD_ERRORS: list[str] = []
+PLUGIN_NOTES: list[str] = []  # side effects of plugin imports that were undone (shown by `verify list`)
 
 
-def load_plugin(module: str, source: str) -> bool:
-    """Import one plugin module; a module that does not import is recorded (one line naming it, see
-    `load_errors`) instead of ending every command, so the other architectures still run."""
+def _load_plugin(label: str, load: Callable[[], Any]) -> None:
+    """Import one plugin module; a change it makes to torch's default dtype is recorded and undone afterwards (its
+    own architectures, declared while it was in force, keep it: Architecture.default_dtype). Raises InputError when
+    the module does not import."""
+    before = torch.get_default_dtype()
     try:
-        importlib.import_module(module)
+        load()
+    except Exception as exc:
+        raise InputError(
+            "plugin", label, "an importable module that registers architectures",
+            f"it raised {type(exc).__name__}: {exc}; install what it needs, or remove it from the entry points / "
+            "VERIFY_PLUGINS",
+        ) from exc
+    finally:
+        after = torch.get_default_dtype()
+        if after != before:
+            torch.set_default_dtype(before)
+            PLUGIN_NOTES.append(
+                f"plugin {label} set torch's default dtype to {str(after).replace('torch.', '')} on import; its "
+                f"architectures are built, trained and checked under it, every other one under "
+                f"{str(before).replace('torch.', '')} (restored after the import)")
+
+
+def load_plugin(module: str, source: str, load: Callable[[], Any] | None = None) -> bool:
+    """Import one plugin module (see _load_plugin); a module that does not import is recorded (one line naming it,
+    see `load_errors`) instead of ending every command, so the other architectures still run."""
+    try:
+        _load_plugin(f"{module} ({source})", load or (lambda: importlib.import_module(module)))
         return True
-    except Exception as exc:  # ModuleNotFoundError, a SyntaxError in the plugin, a duplicate name, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _LOAD_ERRORS.append(f"plugin {module!r} ({source}) did not import: {type(exc).__name__}: {first}; its "
+    except InputError as exc:  # ModuleNotFoundError, a SyntaxError in the plugin, a duplicate name, ...
+        cause = exc.__cause__ or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        _LOAD_ERRORS.append(f"plugin {module!r} ({source}) did not import: {type(cause).__name__}: {first}; its "
                             f"architectures are not registered. Fix: install it or correct the name ({source})")
         return False
 
@@ -198,13 +249,7 @@ def load_all() -> None:
     _loaded = True
     importlib.import_module("verify.models")
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _LOAD_ERRORS.append(f"plugin {ep.value!r} (entry point {ep.name!r} of group {ENTRY_POINT_GROUP}) did not "
-                                f"import: {type(exc).__name__}: {first}; its architectures are not registered. Fix: "
-                                f"reinstall the package that declares it, or remove the entry point")
+        load_plugin(ep.value, f"entry point {ep.name!r} of group {ENTRY_POINT_GROUP}", ep.load)
     for mod in filter(None, (m.strip() for m in os.environ.get("VERIFY_PLUGINS", "").split(","))):
         load_plugin(mod, "VERIFY_PLUGINS")
 

@@ -23,7 +23,6 @@ that block to the whole model.
 """
 from __future__ import annotations
 
-import copy
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from verify import precision
 from verify.errors import InputError
 from verify.derive.symbolic import Builder, SymbolicBlock, Vec, _Float, trace_torch
 
@@ -314,13 +314,13 @@ def bind(model: nn.Module, blocks: Sequence[SymbolicBlock] | None = None, dim: i
 
 
 def float64_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in float64, eval mode; the original is left as it is.
+    """The engine's float64 copy (verify/precision.py: deepcopy, or detached, or the factory re-run), in eval mode.
 
     A float32 weight is exactly representable in float64, so the copy computes the
     trained map with round-off ~1e9 times smaller: a twin that agrees with it to
     float64 round-off describes the module, not merely approximates it.
     """
-    return copy.deepcopy(model).to(torch.float64).eval()
+    return precision.float64_copy(model).eval()
 
 
 # --- comparing the twin with the module ------------------------------------------------------
@@ -467,7 +467,7 @@ def _evaluate(model64: nn.Module, steps: list[_Step], layers: Sequence[Bound], x
     order = list(reversed(steps)) if inverse else list(steps)
     B, n = x.shape
     with torch.no_grad():
-        f = model64.inverse(x) if inverse else model64(x)
+        f = model64.inverse(x.clone()) if inverse else model64(x.clone())  # fresh copies: a module may free its input
         if not isinstance(f, torch.Tensor) or f.shape != x.shape:
             raise InputError("model output shape", tuple(getattr(f, "shape", ())), f"{tuple(x.shape)}",
                              "a phase-space map takes and returns (B, n)")
@@ -639,7 +639,7 @@ def mismatch_defects(model64: nn.Module, layers: Sequence[Bound], inverse: bool 
         _check_input(x, layers)
         # a graph only when the caller differentiates in x (the parameters' own gradients are not wanted)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
-            f = model64.inverse(x) if inverse else model64(x)
+            f = model64.inverse(x.clone()) if inverse else model64(x.clone())
             y = x
             for r in (reversed(resolved) if inverse else resolved):
                 y = r.run(y, inverse=inverse)

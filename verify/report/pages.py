@@ -209,7 +209,7 @@ def _symbolic_section(r: ClaimResult) -> list[str]:
                     lines.append("Symbols: " + "; ".join(f"${k}$ = `{v}`" for k, v in list(b.legend.items())[:8]))
                     lines.append("")
     if isinstance(ev, Failure):
-        lines += [f"Expected: {ev.expected}. Fix: {ev.fix}", ""]
+        lines += [f"Expected: {ev.expected}. Fix: {ev.fix}" + (f" Exception: `{ev.exception}`" if ev.exception else ""), ""]
     return lines
 
 
@@ -218,7 +218,8 @@ def _numeric_section(r: ClaimResult) -> list[str]:
     if m is None:
         return ["*Numeric:* not run.", ""]
     if isinstance(m, Failure):
-        return [f"*Numeric ({m.verdict.value}):* {m.summary}", ""]
+        return [f"*Numeric ({m.verdict.value}, stage {m.stage}):* {m.summary}", "",
+                f"Expected: {m.expected}. Fix: {m.fix}" + (f" Exception: `{m.exception}`" if m.exception else ""), ""]
     if hasattr(m, "floors"):  # EquivarianceMeasurement
         return _equivariance_section(m)
     assert isinstance(m, Measurement)

@@ -488,7 +488,7 @@ def _parts(model: torch.nn.Module, scheme_name: str, x: Tensor, h: float, steps:
     f = model.vector_field
     fx = _evaluate(f, x)
     scale = 1 + x.abs().amax(dim=-1) + fx.abs().amax(dim=-1)
-    y_model = model(x)
+    y_model = model(x.clone())  # a fresh copy: a module may free or overwrite its input
     if not isinstance(y_model, Tensor) or y_model.shape != x.shape:
         shape = tuple(y_model.shape) if isinstance(y_model, Tensor) else type(y_model).__name__
         raise InputError(f"{type(model).__name__}(x).shape", shape, f"the input's shape {tuple(x.shape)}",

@@ -134,7 +134,7 @@ def training_fingerprint(arch: Architecture, size: str, seed: int, device: torch
     probe.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     probe.eval()
     with torch.no_grad():
-        out = probe(data[0][:64].to(torch.float32))
+        out = probe(data[0][:64].to(training_dtype(probe, arch.name)))
     _hash_tensor(h, "initial_output", out if isinstance(out, torch.Tensor) else torch.as_tensor(out))
     return h.hexdigest()
 
@@ -185,12 +185,38 @@ def train(
     progress: bool = False,
     out_dir: Path | str | None = None,
 ) -> Trained:
-    """Fit the architecture to its task (its loss, else mean squared error) with the size's optimiser (Adam by default)."""
-    from tqdm.auto import tqdm
+    """Fit the architecture to its task (its loss, else mean squared error) with the size's optimiser (Adam by default).
 
+    The model is built, and trained, under torch's default dtype as it was when the architecture was declared
+    (Architecture.default_dtype), and the task's data is cast to the model's own floating dtype: a model in float64
+    (a library that switched the default) trains in float64, one in float32 in float32. A model whose parameters mix
+    floating dtypes is refused with a message."""
     arch = get(arch) if isinstance(arch, str) else arch
     if arch.task is None:
         raise CheckpointError("task", None, "an architecture with a training task", f"declare task=... on {arch.name}")
+    with arch.declared_defaults():
+        return _train(arch, size, seed=seed, device=device, progress=progress, out_dir=out_dir)
+
+
+def training_dtype(model: torch.nn.Module, name: str = "the model") -> torch.dtype:
+    """The one floating dtype of the model's parameters (buffers when it has none; torch's default when neither)."""
+    for label, group in (("parameters", list(model.parameters())), ("buffers", list(model.buffers()))):
+        kinds = sorted({str(t.dtype) for t in group if t.is_floating_point()})
+        if len(kinds) > 1:
+            raise CheckpointError(
+                f"dtypes of {name}'s {label}", kinds, "one floating dtype", f"cast the model to one dtype (model.to(torch.float32) or "
+                "model.to(torch.float64)) in its factory")
+        if kinds:
+            return getattr(torch, kinds[0].replace("torch.", ""))
+    return torch.get_default_dtype()
+
+
+def _train(arch: Architecture, size: str, *, seed: int, device: str | None, progress: bool,
+           out_dir: Path | str | None) -> Trained:
+    from tqdm.auto import tqdm
+
+    from verify.precision import remember_factory
+
     spec = arch.size(size)
     dev = pick_device(device)
     task = get_task(arch.task)
@@ -202,44 +228,49 @@ def train(
     except Exception:  # noqa: BLE001 - a model the fingerprint cannot probe is trained all the same, just never cached
         fingerprint = None
     model = model.to(dev)
-    x, y, xt, yt = (_cast(t, dev) for t in data)
+    remember_factory(model, lambda: arch.build(size))
+    dtype = training_dtype(model, arch.name)
+    x, y, xt, yt = (_cast(t, dev, dtype) for t in data)
     loss_fn = getattr(task, "loss", None) or _mse
-    opt = spec.make_optimizer(model.parameters())
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = spec.steps if params else 0  # a parameter-free model has nothing to fit: it is checked as it is
     history: list[float] = []
     start = time.perf_counter()
-    model.train()
-    bar = tqdm(range(spec.steps), desc=f"train {arch.name} [{size}]", disable=not progress, leave=False)
-    for _ in bar:
-        idx = torch.randint(0, x.shape[0], (min(spec.batch, x.shape[0]),), generator=gen).to(dev)
-        loss = loss_fn(model(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        history.append(float(loss.detach()))
-        if not math.isfinite(history[-1]):
-            raise CheckpointError(
-                "training loss", history[-1], "a finite loss", f"lower the learning rate of {arch.name} (lr={spec.lr})"
-            )
-        if len(history) % 50 == 0:
-            bar.set_postfix(loss=f"{history[-1]:.2e}")
+    if steps:
+        opt = spec.make_optimizer(params)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        model.train()
+        bar = tqdm(range(steps), desc=f"train {arch.name} [{size}]", disable=not progress, leave=False)
+        for _ in bar:
+            idx = torch.randint(0, x.shape[0], (min(spec.batch, x.shape[0]),), generator=gen).to(dev)
+            loss = loss_fn(model(x[idx].clone()), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            history.append(float(loss.detach()))
+            if not math.isfinite(history[-1]):
+                raise CheckpointError(
+                    "training loss", history[-1], "a finite loss", f"lower the learning rate of {arch.name} (lr={spec.lr})"
+                )
+            if len(history) % 50 == 0:
+                bar.set_postfix(loss=f"{history[-1]:.2e}")
     model.eval()
     with torch.no_grad():
-        test_loss = float(loss_fn(model(xt), yt))
+        test_loss = float(loss_fn(model(xt.clone()), yt))
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
-        test_loss=test_loss, seconds=time.perf_counter() - start, steps=spec.steps, fingerprint=fingerprint,
+        test_loss=test_loss, seconds=time.perf_counter() - start, steps=steps, fingerprint=fingerprint,
     )
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
     return trained
 
 
-def _cast(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
-    # features train in float32; integer targets (class labels) keep their dtype
-    return t.to(dev, torch.float32) if t.is_floating_point() else t.to(dev)
+def _cast(t: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    # features train in the model's dtype; integer targets (class labels) keep their dtype
+    return t.to(dev, dtype) if t.is_floating_point() else t.to(dev)
 
 
 def _mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -302,6 +333,9 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
     if dict(found.size(size).config) != record.get("config"):
         raise CheckpointError("checkpoint config", record.get("config"), f"{dict(found.size(size).config)} (the registered {size} size)", retrain)
     model = found.build(size)
+    from verify.precision import remember_factory
+
+    remember_factory(model, lambda: found.build(size))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
