@@ -285,13 +285,15 @@ class Equivariant(Property):
         return torch.randn(self.n_inputs, self.rho_in.group.n, self.set_features, generator=gen, dtype=torch.float64).to(device)
 
     def measure_model(self, model: torch.nn.Module, *, task: Any = None, seed: int = 0, max_examples: int = 0,
-                      untrained: bool = True, budget: Budget | None = None) -> Evidence:
+                      untrained: bool = True, budget: Budget | None = None,
+                      domain: ImageFieldDomain | SetDomain | None = None) -> Evidence:
         """Check every element (finite G) or a Haar sample plus the Lie derivative (SO(2), O(2)), then search the
         claim's input domain with the engine (when max_examples > 0); never raises."""
         start = time.perf_counter()
         try:
             ev = measure_equivariance(self, model, task=task, seed=seed, reinit=untrained,
-                                      max_examples=min(max_examples, self.search_examples), budget=budget)
+                                      max_examples=min(max_examples, self.search_examples), budget=budget,
+                                      domain=domain)
         except InputError as exc:
             return Failure(stage="numeric", verdict=Verdict.ERROR, summary=str(exc), seconds=time.perf_counter() - start,
                            expected=exc.expected, fix=exc.fix)
@@ -313,11 +315,14 @@ class Equivariant(Property):
         return found
 
     def domain(self, subject: Any) -> Any:
-        return None  # inputs are drawn by the actions (image fields, sets) from the task's data
+        # the search's domain is built in the numeric stage from the task's data drawn with the check's seed
+        # (search_domain); a user may pass their own ImageFieldDomain / SetDomain to check(domain=...)
+        return None
 
     def numeric(self, subject: Any, domain: Any, settings: Any) -> Evidence:
+        own = domain if isinstance(domain, (ImageFieldDomain, SetDomain)) else None  # a Box is for maps of Rⁿ
         return self.measure_model(subject.model, task=subject.task, seed=settings.seed,
-                                  max_examples=settings.budget.examples, budget=settings.budget)
+                                  max_examples=settings.budget.examples, budget=settings.budget, domain=own)
 
     def search_budget(self, budget: Budget, max_examples: int, refuted: bool = False) -> Budget:
         """The hook by which this property chooses the engine's budget for its domain: the check's budget capped field
@@ -639,24 +644,26 @@ def _calibration(values: Sequence[float], tols: Sequence[float], labels: Sequenc
 
 
 def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any = None, seed: int = 0,
-                         reinit: bool = True, max_examples: int = 0, budget: Budget | None = None) -> EquivarianceMeasurement:
+                         reinit: bool = True, max_examples: int = 0, budget: Budget | None = None,
+                         domain: ImageFieldDomain | SetDomain | None = None) -> EquivarianceMeasurement:
     """The numeric stage proper; raises InputError on a model or input it cannot check as given.
 
     `max_examples` > 0 adds the engine's search (verify/search.py) over the claim's input domain (image fields or
     sets; for SO(2)/O(2) the element travels with the input) on the objective max_g e(g, x)/threshold(g, x), in the
     model's dtype and in float64, with at most `max_examples` hypothesis examples and otherwise
-    `prop.search_budget(budget)`; a violation is shrunk. Everything is drawn from generators seeded by `seed` (the
-    caller's global RNG state is left as it was): same seed, same evidence.
+    `prop.search_budget(budget)`; a violation is shrunk. `domain` replaces the search's own (`search_domain`: the
+    task's data, bumps at the claim's band-limit). Everything is drawn from generators seeded by `seed` (the caller's
+    global RNG state is left as it was): same seed, same evidence.
     """
     device, _ = _model_device_dtype(model)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         return _measure(prop, model, task=task, seed=seed, reinit=reinit, max_examples=max_examples,
-                        budget=budget or Budget())
+                        budget=budget or Budget(), domain=domain)
 
 
 def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int, reinit: bool,
-             max_examples: int, budget: Budget) -> EquivarianceMeasurement:
+             max_examples: int, budget: Budget, domain: ImageFieldDomain | SetDomain | None) -> EquivarianceMeasurement:
     start = time.perf_counter()
     require_eval(model)
     device, dtype = _model_device_dtype(model)
@@ -688,7 +695,7 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
     if max_examples > 0:
         refuted = bool(violating)
         search = run_search(prop, oracle, x, elements, enumerated, win_out, judged.s_data, seed,
-                            prop.search_budget(budget, max_examples, refuted), refuted)
+                            prop.search_budget(budget, max_examples, refuted), refuted, domain)
 
     lie: dict[str, Any] = {}
     if not prop.group.finite and isinstance(prop.rho_in, ImageField):
@@ -993,10 +1000,15 @@ def search_domain(prop: "Equivariant", pool: torch.Tensor, labels: Sequence[str]
 
 
 def run_search(prop: "Equivariant", oracle: "Oracle", pool: torch.Tensor, elements: Sequence[Any], enumerated: bool,
-               win_out: Window, s_data: float, seed: int, budget: Budget, refuted: bool = False) -> dict[str, Any]:
+               win_out: Window, s_data: float, seed: int, budget: Budget, refuted: bool = False,
+               domain: ImageFieldDomain | SetDomain | None = None) -> dict[str, Any]:
     """The equivariance claim searched by the one engine (verify/search.py) over its input domain."""
     labels = _labels(prop, elements)
-    domain = search_domain(prop, pool, labels)
+    domain = domain if domain is not None else search_domain(prop, pool, labels)
+    if isinstance(domain, ImageFieldDomain) and (domain.group is None) != enumerated:
+        raise InputError("domain.group", domain.group, f"{'None' if enumerated else prop.group.name}: a continuous "
+                         "group's element travels with the input, a finite group is enumerated on every input",
+                         f"build ImageFieldDomain(..., group={'None' if enumerated else prop.group.name})")
     if domain is None:
         return {"skipped": f"no search domain for {prop.rho_in!r} (image fields, sets and graphs have one)"}
     target = SearchObjective(prop, oracle, domain, elements if enumerated else None, win_out, s_data)

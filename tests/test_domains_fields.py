@@ -222,3 +222,25 @@ def test_separable_blur_is_the_normalised_2d_gaussian():
     k2 = (k2 / k2.sum()).expand(2, 1, 2 * r + 1, 2 * r + 1)
     ref = torch.nn.functional.conv2d(x, k2, padding=r, groups=2)
     assert torch.allclose(gaussian_blur(x, 1.0), ref, rtol=0, atol=1e-14)
+
+
+def test_a_users_domain_replaces_the_search_domain_and_a_mismatched_one_is_an_error():
+    from models.permutation import DeepSets
+
+    S = SymmetricGroup(5)
+    prop = Equivariant(S, SetAction(S), SetAction(S, invariant=True))
+    torch.manual_seed(0)
+    model = DeepSets().eval()
+    pool = torch.randn(4, 5, 2, generator=_gen(), dtype=torch.float64)
+    mine = SetDomain(pool, scale_list=(1.0, 1e4))
+    ev = prop.measure_model(model, seed=0, max_examples=4, untrained=False, domain=mine)
+    assert ev.verdict.value == "holds" and ev.search["domain"]["scales"] == ["1", "10000"], ev.summary
+    G = SO2()
+    img = Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G)), image_size=N, n_inputs=2, n_haar=2)
+
+    class Blur(torch.nn.Module):
+        def forward(self, t):
+            return gaussian_blur(t, 1.0).to(t.dtype)
+
+    bad = img.measure_model(Blur(), seed=0, max_examples=4, untrained=False, domain=ImageFieldDomain(_pool()))
+    assert bad.verdict.value == "error" and "group" in bad.summary and "ImageFieldDomain(" in bad.fix

@@ -57,6 +57,13 @@ def _rand(n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=gen, dtype=torch.float64)
 
 
+def _sobol(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, k) scrambled-Sobol uniforms in [0, 1), seeded from gen: the engine's samples are quasi-random in every
+    choice a draw makes (which input, which amplitude, where each bump sits), as a box's are in its coordinates."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    return torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=torch.float64).clamp(0.0, 1.0 - 1e-12)
+
+
 @dataclass(frozen=True, eq=False)
 class ImageFieldDomain:
     """Image fields (B, C, N, N): task images × amplitude plus up to `max_bumps` Gaussian bumps, at growing scales.
@@ -117,25 +124,27 @@ class ImageFieldDomain:
 
     def draw(self, n: int, scale: float, gen: torch.Generator) -> torch.Tensor:
         """Half task images × U[0.25, 2], half 1–`max_bumps` bumps (|a| in [0.1, 3]); the element Haar-drawn, a
-        quarter of the time an exact quarter turn (the grid elements are held to round-off on new inputs too)."""
+        quarter of the time an exact quarter turn (the grid elements are held to round-off on new inputs too).
+        Every choice is a coordinate of one scrambled-Sobol point."""
+        P = self.pool.shape[0]
+        u = _sobol(n, 4 + 6 * self.max_bumps + 4, gen)
         p = torch.zeros(n, self.dim, dtype=torch.float64)
         p[:, 0] = math.log10(scale) / 10
-        from_pool = _rand(n, gen) < 0.5
-        idx = torch.randint(0, self.pool.shape[0], (n,), generator=gen)
-        p[:, 1] = (idx.to(torch.float64) + 0.5) / self.pool.shape[0]
-        p[:, 2] = torch.where(from_pool, 0.25 + 1.75 * _rand(n, gen), torch.zeros(n, dtype=torch.float64))
-        count = torch.randint(1, self.max_bumps + 1, (n,), generator=gen)
+        from_pool = u[:, 0] < 0.5
+        p[:, 1] = (torch.floor(u[:, 1] * P) + 0.5) / P
+        p[:, 2] = torch.where(from_pool, 0.25 + 1.75 * u[:, 2], torch.zeros(n, dtype=torch.float64))
+        count = 1 + torch.floor(u[:, 3] * self.max_bumps)
         for j in range(self.max_bumps):
+            v = u[:, 4 + 6 * j: 10 + 6 * j]
             on = (~from_pool) & (count > j)
-            sign = torch.where(_rand(n, gen) < 0.5, -1.0, 1.0).to(torch.float64)
-            b = torch.stack([2 * _rand(n, gen) - 1, 2 * _rand(n, gen) - 1, _rand(n, gen),
-                             sign * (0.1 + 2.9 * _rand(n, gen)), _rand(n, gen)], dim=1)
+            sign = torch.where(v[:, 3] < 0.5, -1.0, 1.0).to(torch.float64)
+            b = torch.stack([2 * v[:, 0] - 1, 2 * v[:, 1] - 1, v[:, 2], sign * (0.1 + 2.9 * v[:, 4]), v[:, 5]], dim=1)
             p[:, self._bump(j)] = torch.where(on[:, None], b, torch.zeros_like(b))
         if self.group is not None:
-            quarter = _rand(n, gen) < 0.25
-            k = torch.randint(0, 4, (n,), generator=gen).to(torch.float64)
-            p[:, -2] = torch.where(quarter, k / 4, _rand(n, gen))
-            p[:, -1] = (_rand(n, gen) < 0.5).to(torch.float64) if self.group.flips else 0.0
+            e = u[:, -4:]
+            quarter = e[:, 0] < 0.25
+            p[:, -2] = torch.where(quarter, torch.floor(e[:, 1] * 4) / 4, e[:, 2])
+            p[:, -1] = (e[:, 3] < 0.5).to(torch.float64) if self.group.flips else 0.0
         return self.clip(p)
 
     def perturb(self, x: torch.Tensor, size: float, gen: torch.Generator) -> torch.Tensor:
@@ -372,24 +381,30 @@ class SetDomain:
     def scales(self) -> Sequence[float]:
         return list(self.scale_list)
 
-    def _free(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        # 0 (one entry in eight), else ±U[0.01, 5]: no denormal-sized entries, which have no relative precision left
-        shape = (n, *self.pool.shape[1:])
-        mag = 0.01 + 4.99 * torch.rand(shape, generator=gen, dtype=torch.float64)
-        sign = torch.where(torch.rand(shape, generator=gen) < 0.5, -1.0, 1.0).to(torch.float64)
-        zero = torch.rand(shape, generator=gen) < 0.125
-        return torch.where(zero, torch.zeros_like(mag), sign * mag)
+    def _free(self, u: torch.Tensor) -> torch.Tensor:
+        # from two uniforms per entry: 0 (one entry in eight), else ±U[0.01, 5]; no denormal-sized entries, which have
+        # no relative precision left to test
+        shape = (u.shape[0], *self.pool.shape[1:])
+        a, b = u[:, 0::2].reshape(shape), u[:, 1::2].reshape(shape)
+        mag = 0.01 + 4.99 * (a * 8 - torch.floor(a * 8))  # the fraction left after the zero test: uniform again
+        value = torch.where(b < 0.5, -mag, mag)
+        return torch.where(a < 0.125, torch.zeros_like(value), value)
 
     def draw(self, n: int, scale: float, gen: torch.Generator) -> torch.Tensor:
+        """Task inputs × U[0.25, 2], free entries, and (graphs) random 0/1 adjacencies with free node features, in equal
+        shares; every choice a coordinate of one scrambled-Sobol point."""
+        numel = int(np.prod(self.pool.shape[1:]))
+        u = _sobol(n, 3 + 2 * numel + self.n * self.n, gen)
         kinds = 3 if self.graph else 2
-        kind = torch.randint(0, kinds, (n,), generator=gen)
-        idx = torch.randint(0, self.pool.shape[0], (n,), generator=gen)
-        amp = 0.25 + 1.75 * _rand(n, gen)
+        kind = torch.floor(u[:, 0] * kinds)
+        idx = torch.floor(u[:, 1] * self.pool.shape[0]).long()
+        amp = 0.25 + 1.75 * u[:, 2]
         pooled = self.pool.to(torch.float64)[idx] * amp[:, None, None]
-        free = self._free(n, gen)
+        free = self._free(u[:, 3:3 + 2 * numel])
         x = torch.where((kind == 0)[:, None, None], pooled, free)
         if self.graph:
-            upper = (torch.rand(n, self.n, self.n, generator=gen) < 0.5).triu(1)
+            edges = u[:, 3 + 2 * numel:].reshape(n, self.n, self.n) < 0.5
+            upper = edges.triu(1)
             A = (upper | upper.transpose(1, 2)).to(torch.float64)
             graphs = torch.cat([A, free[:, :, self.n:]], dim=-1)
             x = torch.where((kind == 2)[:, None, None], graphs, x)
