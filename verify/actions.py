@@ -11,6 +11,7 @@ the central pixel, so H = W must be odd. (g·x)(p) = ρ(g) x(M(g)⁻¹ p).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -122,12 +123,21 @@ def _orthogonal(M: np.ndarray | torch.Tensor, device: torch.device) -> torch.Ten
 
 
 def _gather(x: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    rows, cols = _source_coords(M, x.shape[-1])
+    ri, ci = _grid_index(tuple(M.detach().cpu().flatten().tolist()), x.shape[-1], x.device)
+    return x[..., ri, ci]
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_index(M: tuple[float, ...], size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) from which a grid symmetry M reads each pixel; cached (a search gathers the same few elements on
+    every call)."""
+    Mt = torch.tensor(M, dtype=torch.float64, device=device).reshape(2, 2)
+    rows, cols = _source_coords(Mt, size)
     ri, ci = torch.round(rows), torch.round(cols)
     if (ri - rows).abs().max() > 1e-9 or (ci - cols).abs().max() > 1e-9:
-        raise InputError("element matrix", M.tolist(), "a matrix that maps the pixel grid onto itself",
+        raise InputError("element matrix", Mt.tolist(), "a matrix that maps the pixel grid onto itself",
                          "apply this element with exact=False (interpolation)")
-    return x[..., ri.long(), ci.long()]
+    return ri.long(), ci.long()
 
 
 def split_rotation(M: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -311,14 +321,48 @@ class SetAction(Action):
         return True
 
     def apply(self, t: torch.Tensor, g: Permutation) -> torch.Tensor:
+        return self.apply_many(t, [g])
+
+    def _inverses(self, elements: Sequence[Permutation], device: torch.device) -> torch.Tensor:
+        """(E, n): σ⁻¹ of each element, as indices (y[σ(i)] = x[i] ⇔ y = x[σ⁻¹])."""
+        key = (self.group, tuple(elements))
+        idx = _INVERSES.get(key)
+        if idx is None:
+            idx = torch.tensor([self.group.inverse(g).perm for g in elements], dtype=torch.long).reshape(-1, self.group.n)
+            if len(_INVERSES) > 64:
+                _INVERSES.clear()
+            _INVERSES[key] = idx
+        return idx.to(device)
+
+    def apply_many(self, t: torch.Tensor, elements: Sequence[Permutation]) -> torch.Tensor:
+        """(E·B, ...), element-major, by one gather for all elements (S5 has 120: one indexing op per element was
+        most of a set model's check)."""
+        t = t.to(torch.float64)
+        E, B = len(elements), t.shape[0]
         if self.invariant:
-            return t.to(torch.float64)
-        inv = torch.as_tensor(self.group.inverse(g).perm, device=t.device)
-        out = t.to(torch.float64)[:, inv]  # y[σ(i)] = x[i]  ⇔  y = x[σ⁻¹]
+            return t.repeat(E, *([1] * (t.dim() - 1)))
+        inv = self._inverses(elements, t.device)  # (E, n)
+        out = t[:, inv]  # (B, E, n, d)
         if self.graph:
             n = self.group.n
-            out = torch.cat([out[:, :, :n][:, :, inv], out[:, :, n:]], dim=-1)
+            cols = inv[None, :, None, :].expand(B, E, n, n)
+            out = torch.cat([torch.gather(out[..., :n], -1, cols), out[..., n:]], dim=-1)
+        return out.transpose(0, 1).reshape(E * B, *t.shape[1:])
+
+    def apply_paired(self, t: torch.Tensor, elements: Sequence[Permutation]) -> torch.Tensor:
+        t = t.to(torch.float64)
+        if self.invariant:
+            return t
+        inv = self._inverses(elements, t.device)  # (B, n)
+        rows = torch.arange(t.shape[0], device=t.device)[:, None]
+        out = t[rows, inv]
+        if self.graph:
+            n = self.group.n
+            out = torch.cat([torch.gather(out[..., :n], -1, inv[:, None, :].expand(-1, n, n)), out[..., n:]], dim=-1)
         return out
+
+
+_INVERSES: dict[tuple, torch.Tensor] = {}  # SetAction's index tensors per (group, elements): built once per check
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
