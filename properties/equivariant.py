@@ -502,10 +502,9 @@ class Judged:
 
 
 def judge(prop: "Equivariant", oracle: Oracle, x: torch.Tensor, gx: torch.Tensor, elements: Sequence[Any],
-          win_out: Window, s_data: float | None = None, lazy: bool = False) -> Judged:
-    """Every element on every input, in the model's dtype and in float64 (batched: all gx in one pass per model).
-    `lazy` (the search's examples): stop drawing storage perturbations once every element is within the allowance
-    so far; the verdict is the same as with all draws, the reported allowance may be smaller."""
+          win_out: Window, s_data: float | None = None) -> Judged:
+    """Every element on every input, in the model's dtype and in float64 (batched: all gx in one pass per model),
+    with every storage draw (the search's objective, SearchObjective, stops drawing once an input is clear)."""
     E, B = len(elements), x.shape[0]
     taper, mask = (None, None) if win_out is None else win_out
 
@@ -534,12 +533,6 @@ def judge(prop: "Equivariant", oracle: Oracle, x: torch.Tensor, gx: torch.Tensor
     for t in range(oracle.n_draws):
         yt, fgxt = both(oracle.twin(t), torch.float64)
         storage = torch.maximum(storage, rel((fgxt - act(yt)) - d64))
-        if lazy:
-            # every threshold only grows with more draws: once everything is within the allowance so far, the rest
-            # cannot change the verdict (a violation is only reported after all draws)
-            j = Judged(e, e64, roundoff, storage, scale, s_data).per_element(oracle)
-            if all(a <= t for a, t in zip(j["e64"], j["tol64"])) and all(a <= t for a, t in zip(j["e"], j["tol"])):
-                break
     return Judged(e=e, e64=e64, roundoff=roundoff, storage=storage, scale=scale, s_data=s_data)
 
 
