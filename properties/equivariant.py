@@ -511,9 +511,15 @@ def judge(prop: "Equivariant", oracle: Oracle, x: torch.Tensor, gx: torch.Tensor
     def act(t: torch.Tensor) -> torch.Tensor:
         return prop.rho_out.apply_many(t if taper is None else t * taper, elements)
 
+    # a transformed input that is the input itself (the identity, or any element that fixes it) reuses f(x)
+    same = (gx == x.repeat(E, *([1] * (x.dim() - 1)))).flatten(1).all(1)
+
     def both(model: torch.nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        out = _forward(model, torch.cat([x, gx]), dtype)  # f(x) and every f(gx) in one batch
-        return out[:B], out[B:]
+        out = _forward(model, torch.cat([x, gx[~same]]), dtype)  # f(x) and every other f(gx) in one batch
+        y = out[:B]
+        f = y.repeat(E, *([1] * (y.dim() - 1)))
+        f[~same] = out[B:]
+        return y, f
 
     y, fgx = both(oracle.model, oracle.dtype)
     y64, fgx64 = both(oracle.m64, torch.float64)
