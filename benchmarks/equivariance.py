@@ -6,6 +6,12 @@ are themselves inexact, so it fails a correct layer. Ours enumerates every eleme
 windowed inputs, measures the transform's own floor, and still refutes a layer with one perturbed
 filter entry. Timing (issue 4's figure): our whole enumeration of C8 and D8, floor included, against escnn's 20
 samples. Run: `python -m benchmarks.equivariance` (also part of `verify bench`).
+
+The second table is the whole numeric stage of the registered equivariant architectures as `verify check` runs it
+(enumeration, float64 oracle, untrained copy, Lie derivative, and the engine's search over the claim's input domain
+with the default budget), split into the search and the rest, on the trained checkpoints under reports/ when they are
+there (else a freshly initialised model of the registered quick size). `python -m benchmarks.equivariance stage`
+runs only that table.
 """
 from __future__ import annotations
 
@@ -115,6 +121,61 @@ def run(repeats: int = 5) -> dict:
     return out
 
 
+STAGE_ARCHS = ("c4-steerable-cnn", "d4-steerable-cnn", "c8-steerable-cnn", "so2-steerable-cnn", "c4-steerable-denoiser",
+               "deepsets-sum", "gnn-degree", "plain-cnn-c4", "c8-claims-half-percent", "gnn-node-index")
+
+
+def stage(names: tuple[str, ...] = STAGE_ARCHS, repeats: int = 2, reports: str = "reports") -> dict[str, Any]:
+    """The numeric stage of each architecture's equivariance claim (what `Equivariant.numeric` runs), median of
+    `repeats` calls after one warm-up call, with the search's own seconds and inputs."""
+    from pathlib import Path
+
+    from verify.declare.registry import get, get_task, load_all
+    from verify.checking.search import Budget
+    from verify.declare.subject import Settings, Subject
+    from verify.train.training import load_checkpoint
+
+    load_all()
+    out: dict[str, Any] = {"threads": torch.get_num_threads()}
+    for name in names:
+        arch = get(name)
+        folder = Path(reports) / name / "checkpoint"
+        if folder.is_dir():
+            model, source = load_checkpoint(folder, arch).model, f"checkpoint {folder}"
+        else:
+            torch.manual_seed(0)
+            model, source = arch.build("quick").eval(), "freshly initialised (no checkpoint)"
+        subject = Subject(name=name, architecture=arch, model=model, task=get_task(arch.task) if arch.task else None)
+        claim = arch.claims[0].property
+        claim.numeric(subject, None, Settings(seed=0, budget=Budget()))  # warm-up: escnn's matrices, FFT plans
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ev = claim.numeric(subject, None, Settings(seed=0, budget=Budget()))
+            runs.append((time.perf_counter() - start, ev))
+        seconds, ev = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        s = ev.search
+        out[name] = {"seconds": seconds, "search_seconds": s.get("seconds", 0.0), "verdict": ev.verdict.value,
+                     "inputs_searched": s.get("examples", 0), "elements": len(ev.elements), "model": source,
+                     "worst_ratio": s.get("worst_ratio"), "budget": s.get("budget"),
+                     "methods": {k: v.get("best_ratio") for k, v in s.get("methods", {}).items()}}
+    return out
+
+
+def stage_markdown(r: dict[str, Any]) -> list[str]:
+    lines = ["## Equivariance: the whole numeric stage per registered claim", "",
+             f"Median of the calls after a warm-up, {r['threads']} torch thread(s), default budget (the search capped at "
+             "the property's SEARCH_BUDGET, or REFUTED_SEARCH_BUDGET once the enumeration has refuted the claim).", "",
+             "| architecture | verdict | elements | seconds (stage) | of which search | inputs searched |",
+             "|---|---|---|---|---|---|"]
+    for name, x in r.items():
+        if name == "threads":
+            continue
+        lines.append(f"| {name} | {x['verdict']} | {x['elements']} | {x['seconds']:.2f} | {x['search_seconds']:.2f} | "
+                     f"{x['inputs_searched']} |")
+    return lines + [""]
+
+
 def to_markdown(r: dict[str, Any]) -> list[str]:
     lines = ["## Equivariance: every element vs escnn's check_equivariance", "",
              "Same escnn R2Conv (trivial → 2 regular fields, 5×5) in one process; medians of 5 calls, "
@@ -148,6 +209,17 @@ def to_markdown(r: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":
-    res = run()
-    print(json.dumps(res, indent=1, default=str))
-    print("\n".join(to_markdown(res)))
+    import sys
+
+    from verify.cli import threads
+
+    threads()
+    if sys.argv[1:] == ["stage"]:
+        st = stage()
+        print(json.dumps(st, indent=1, default=str))
+        print("\n".join(stage_markdown(st)))
+    else:
+        res = run()
+        res["stage"] = stage()
+        print(json.dumps(res, indent=1, default=str))
+        print("\n".join(to_markdown(res) + stage_markdown(res["stage"])))

@@ -7,8 +7,8 @@
 2. Numeric: batched symplecticity defect (vmap ∘ jacrev) against a per-sample
    torch.autograd.functional.jacobian loop, 4096 inputs at 2d = 16, float64, and
    their agreement.
-3. Equivariance: our enumeration of C8 and D8 against escnn's check_equivariance
-   (benchmarks/equivariance.py).
+3. Equivariance: our enumeration of C8 and D8 against escnn's check_equivariance, and the
+   whole numeric stage of every registered equivariance claim (benchmarks/equivariance.py).
 
 `verify bench` writes reports/benchmarks.{json,md}.
 """
@@ -221,6 +221,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         from benchmarks import equivariance as bench_equivariance
 
         result["equivariance"] = bench_equivariance.run()
+        result["equivariance_stage"] = bench_equivariance.stage()
     return result
 
 
@@ -266,6 +267,8 @@ def to_markdown(r: dict[str, Any]) -> str:
         from benchmarks import equivariance as bench_equivariance
 
         lines += bench_equivariance.to_markdown(r["equivariance"])
+        if "equivariance_stage" in r:
+            lines += bench_equivariance.stage_markdown(r["equivariance_stage"])
     return "\n".join(lines)
 
 

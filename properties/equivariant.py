@@ -39,6 +39,8 @@ from verify.declare.actions import Action, ImageField, SetAction, comparison_win
 from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Proof, Verdict
 from verify.declare.groups import Group, PlaneGroup
+from verify.checking.domains_fields import ImageFieldDomain, SetDomain, smooth_window
+from verify.checking.search import Budget, Objective, search
 
 K_FLOOR = 4.0
 FLOOR_TEXT = (
@@ -90,6 +92,26 @@ SCALE_TEXT = ("S(x) = max(‖f64(x)‖, S_data) on the comparison mask; S_data =
               "inputs of the enumeration (the task's data where there is one): never a per-input norm near zero")
 
 
+# -- the search's budget -----------------------------------------------------------------------------------------
+# The engine's budget for an equivariance claim, field by field the smaller of this and the check's own budget. An
+# input of this domain costs (checked elements + 1) forward passes of the network in the model's dtype, as many in
+# float64 and, while it is not yet clear of its allowance, up to STORAGE_DRAWS more float64 passes per element; a map
+# of Rⁿ pays one batched Jacobian row. The map budget (8192 inputs, 32 starts × 16 steps) would take minutes per escnn
+# claim on a CPU. This one keeps every method of the engine (the coverage reports each) and evaluates ~90 inputs
+# (40 samples over 5 amplitudes, 4 starts × 3 steps of ascent with 2 neighbours each, 16 hypothesis examples) where
+# the search it replaced evaluated 40 hypothesis examples one by one, in less time (batched, see
+# benchmarks/equivariance.py). Measured on the planted violations: sampling alone finds every global one; the ascent
+# raises the worst ratio found by 1.1–2× (a larger, clearer counterexample) and is what reaches a localised one.
+SEARCH_BUDGET = Budget(n_inputs=40, starts=4, steps=3, population=2, examples=16, chunk=64)
+# When the enumeration on the data has already refuted the claim, the verdict does not depend on the search: it only
+# has to produce a simple (shrunk) counterexample, and every violating input needs all STORAGE_DRAWS draws at its
+# violating elements (4× the cost of a clear one), so it runs every method on about a quarter of the inputs.
+REFUTED_SEARCH_BUDGET = Budget(n_inputs=12, starts=2, steps=2, population=1, examples=8, chunk=64)
+SEARCH_BUDGET_TEXT = ("the check's budget capped field by field at {which} ({b}), hypothesis examples also at the claim's "
+                      "search_examples: each input costs (elements + 1) forward passes in the model's dtype, as many in "
+                      "float64, and up to {d} more float64 passes per element for the storage allowance")
+
+
 @dataclass(frozen=True)
 class EquivarianceMeasurement(Evidence):
     """Per-element equivariance errors of a model in its dtype and in float64, the harness floor and the error model."""
@@ -113,7 +135,9 @@ class EquivarianceMeasurement(Evidence):
     k_floor: float = K_FLOOR
     lie: Mapping[str, Any] = field(default_factory=dict)
     untrained: Mapping[str, Any] = field(default_factory=dict)  # the same check on a re-initialised copy
-    search: Mapping[str, Any] = field(default_factory=dict)  # the hypothesis search over inputs (and elements)
+    # the engine's search over the claim's input domain (and, for SO(2)/O(2), elements): its worst input, any shrunk
+    # counterexample, and found.coverage() under "methods", as for a map property
+    search: Mapping[str, Any] = field(default_factory=dict)
     dtype: str = ""
     device: str = ""
     seed: int = 0
@@ -263,12 +287,15 @@ class Equivariant(Property):
         return torch.randn(self.n_inputs, self.rho_in.group.n, self.set_features, generator=gen, dtype=torch.float64).to(device)
 
     def measure_model(self, model: torch.nn.Module, *, task: Any = None, seed: int = 0, max_examples: int = 0,
-                      untrained: bool = True) -> Evidence:
-        """Check every element (finite G) or a Haar sample plus the Lie derivative (SO(2), O(2)); never raises."""
+                      untrained: bool = True, budget: Budget | None = None,
+                      domain: ImageFieldDomain | SetDomain | None = None) -> Evidence:
+        """Check every element (finite G) or a Haar sample plus the Lie derivative (SO(2), O(2)), then search the
+        claim's input domain with the engine (when max_examples > 0); never raises."""
         start = time.perf_counter()
         try:
             ev = measure_equivariance(self, model, task=task, seed=seed, reinit=untrained,
-                                      max_examples=min(max_examples, self.search_examples))
+                                      max_examples=min(max_examples, self.search_examples), budget=budget,
+                                      domain=domain)
         except InputError as exc:
             return Failure(stage="numeric", verdict=Verdict.ERROR, summary=str(exc), seconds=time.perf_counter() - start,
                            expected=exc.expected, fix=exc.fix)
@@ -290,19 +317,24 @@ class Equivariant(Property):
         return found
 
     def domain(self, subject: Any) -> Any:
-        return None  # inputs are drawn by the actions (image fields, sets) from the task's data
+        # the search's domain is built in the numeric stage from the task's data drawn with the check's seed
+        # (search_domain); a user may pass their own ImageFieldDomain / SetDomain to check(domain=...)
+        return None
 
     def numeric(self, subject: Any, domain: Any, settings: Any) -> Evidence:
+        own = domain if isinstance(domain, (ImageFieldDomain, SetDomain)) else None  # a Box is for maps of Rⁿ
         return self.measure_model(subject.model, task=subject.task, seed=settings.seed,
-                                  max_examples=settings.budget.examples)
+                                  max_examples=settings.budget.examples, budget=settings.budget, domain=own)
 
-
-def smooth_window(size: int) -> torch.Tensor:
-    """exp(−(r/r₀)⁴), r₀ = 0.35·size: smooth (so it adds no high frequencies) and ≈0 where rotation leaves the grid."""
-    c = (size - 1) / 2
-    r = torch.arange(size, dtype=torch.float64) - c
-    rr = torch.sqrt(r[:, None] ** 2 + r[None, :] ** 2)
-    return torch.exp(-(rr / (0.35 * size)) ** 4)
+    def search_budget(self, budget: Budget, max_examples: int, refuted: bool = False) -> Budget:
+        """The hook by which this property chooses the engine's budget for its domain: the check's budget capped field
+        by field at SEARCH_BUDGET (an input costs a network forward per element, in two dtypes, plus the storage draws),
+        or at REFUTED_SEARCH_BUDGET when the enumeration has already refuted the claim, with at most `max_examples`
+        hypothesis examples. The evidence's `search` entry states the budget and this rule."""
+        cap = REFUTED_SEARCH_BUDGET if refuted else SEARCH_BUDGET
+        capped = {f.name: min(getattr(budget, f.name), getattr(cap, f.name)) for f in dataclasses.fields(Budget)}
+        capped["examples"] = min(capped["examples"], max_examples)
+        return Budget(**capped)
 
 
 def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -314,8 +346,24 @@ def _model_device_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dty
     return torch.device("cpu"), torch.float32
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, chunk: int = 512) -> torch.Tensor:
-    with torch.no_grad():
+# Inputs per forward call on a CPU, as a number of input entries: 8 single-channel 29×29 images. Measured on the
+# registry's escnn networks (one thread): float64 convolutions take CPU's slow (non-oneDNN) path, whose cost per image
+# triples once a chunk's activations outgrow the cache: the C8 classifier's float64 forward of 80 images takes 44 ms
+# in chunks of 8 and 135 ms in one batch (SO(2): 72 vs 193 ms); float32 loses ≤ 25 % in chunks of 8–32. On a GPU large
+# batches are what pays.
+CPU_CHUNK_ENTRIES = {torch.float64: 8 * 29 * 29, torch.float32: 32 * 29 * 29}
+
+
+def _chunk(x: torch.Tensor, dtype: torch.dtype) -> int:
+    if x.device.type != "cpu":
+        return 512
+    per_input = max(1, int(x[0].numel())) if x.shape[0] else 1
+    return max(1, min(512, CPU_CHUNK_ENTRIES.get(dtype, CPU_CHUNK_ENTRIES[torch.float32]) // per_input))
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtype, grad: bool = False) -> torch.Tensor:
+    chunk = _chunk(x, dtype)
+    with torch.set_grad_enabled(grad):
         return torch.cat([model(x[i:i + chunk].to(dtype)) for i in range(0, x.shape[0], chunk)]).to(torch.float64)
 
 
@@ -323,12 +371,6 @@ def _norms(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """‖t_i‖ per input (on the mask)."""
     t = t.detach()
     return (t if mask is None else t * mask).flatten(1).norm(dim=1)
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None) -> float:
-    """max over the batch of ‖a − b‖/‖b‖: for the harness floor only, whose reference b is the blurred input (drawn
-    inputs are never near zero: bumps have |a| ≥ 0.1, data is standardised)."""
-    return float((_norms(a - b, mask) / _norms(b, mask).clamp_min(1e-300)).max())
 
 
 Window = tuple[torch.Tensor, torch.Tensor] | None  # (taper, mask) of comparison_window, None for non-images
@@ -343,14 +385,58 @@ def _named_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 from verify.precision import float64_copy  # noqa: E402
 
 
+def _move_stored(tensors: Sequence[tuple[str, torch.Tensor]], stored: Mapping[str, torch.dtype],
+                 generator: torch.Generator) -> None:
+    """Move every stored non-integer number of a (train-mode, float64) twin's tensors by its storage precision, in
+    place."""
+    with torch.no_grad():
+        for name, t in tensors:
+            kind = stored.get(name, torch.float32)
+            if not t.is_floating_point() or not kind.is_floating_point:
+                continue
+            free = t != torch.round(t)  # integers (0, ±1, masks) are exact in every format
+            if not bool(free.any()):
+                continue
+            rms = t.pow(2).mean().sqrt()
+            u = (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1).to(t.device)
+            t.add_(float(torch.finfo(kind).eps) * u * (t.abs() + rms) * free)
+
+
 class Oracle:
-    """The model in its own dtype, its float64 copy, and STORAGE_DRAWS float64 copies with moved stored numbers."""
+    """The model in its own dtype, its float64 copy, and STORAGE_DRAWS float64 states with moved stored numbers.
+
+    The draws are held as states (every parameter and buffer, escnn's cached filters included) loaded in turn into one
+    float64 twin (`twin(t)`): deep-copying an escnn network costs ~50 ms (most of the oracle's set-up when each draw
+    was a copy), swapping a state ~0.1 ms. The states are the numbers `float64_copy(model, gen)` makes, draw by draw.
+    """
 
     def __init__(self, model: torch.nn.Module, dtype: torch.dtype, seed: int, input_size: int) -> None:
         self.model, self.dtype = model, dtype
         self.m64 = model if dtype == torch.float64 else float64_copy(model)
         gen = torch.Generator().manual_seed(10_007 * seed + 1)
-        self.perturbed = [float64_copy(model, gen) for _ in range(STORAGE_DRAWS)]
+        was = model.training
+        self.scratch = float64_copy(model)
+        model.train()  # the stored numbers without escnn's caches, as float64_copy perturbs them
+        try:
+            stored = {n: t.dtype for n, t in _named_tensors(model)}
+        finally:
+            model.train(was)
+        self.scratch.train()
+        # the stored numbers (parameters and buffers without escnn's caches): the same tensor objects across train/eval
+        stored_slots = _named_tensors(self.scratch)
+        base = {n: t.detach().clone() for n, t in stored_slots}
+        self.states: list[dict[str, torch.Tensor]] = []
+        for _ in range(STORAGE_DRAWS):
+            self.scratch.train()
+            with torch.no_grad():
+                for n, t in stored_slots:
+                    t.copy_(base[n])
+            _move_stored(stored_slots, stored, gen)
+            self.scratch.train(was)  # eval(): escnn's caches recomputed from the moved numbers
+            self.states.append({n: t.detach().clone() for n, t in _named_tensors(self.scratch)})
+        # listed once: walking an escnn network's modules hashes its basis objects structurally (milliseconds a walk)
+        self._slots = _named_tensors(self.scratch)
+        self.current = -1
         self.eps = float(torch.finfo(dtype).eps)
         self.eps64 = float(torch.finfo(torch.float64).eps)
         # float64 round-off of computations the model does not do in its own dtype (or of a float64 model), which the
@@ -360,6 +446,20 @@ class Oracle:
         K = max(K, input_size)
         self.round64_fixed = 2.0 * L * K * self.eps64
         self.fixed_text = f"2·{L}·{K}·{self.eps64:.3g}"
+
+    @property
+    def n_draws(self) -> int:
+        return len(self.states)
+
+    def twin(self, t: int) -> torch.nn.Module:
+        """The float64 twin holding storage draw t (the same module object for every t: use one draw at a time)."""
+        if t != self.current:
+            state = self.states[t]
+            with torch.no_grad():
+                for n, tensor in self._slots:
+                    tensor.copy_(state[n])
+            self.current = t
+        return self.scratch
 
 
 @dataclass
@@ -384,19 +484,24 @@ class Judged:
 
 
 def judge(prop: "Equivariant", oracle: Oracle, x: torch.Tensor, gx: torch.Tensor, elements: Sequence[Any],
-          win_out: Window, s_data: float | None = None, lazy: bool = False) -> Judged:
-    """Every element on every input, in the model's dtype and in float64 (batched: all gx in one pass per model).
-    `lazy` (the search's examples): stop drawing storage perturbations once every element is within the allowance
-    so far; the verdict is the same as with all draws, the reported allowance may be smaller."""
+          win_out: Window, s_data: float | None = None) -> Judged:
+    """Every element on every input, in the model's dtype and in float64 (batched: all gx in one pass per model),
+    with every storage draw (the search's objective, SearchObjective, stops drawing once an input is clear)."""
     E, B = len(elements), x.shape[0]
     taper, mask = (None, None) if win_out is None else win_out
 
     def act(t: torch.Tensor) -> torch.Tensor:
         return prop.rho_out.apply_many(t if taper is None else t * taper, elements)
 
+    # a transformed input that is the input itself (the identity, or any element that fixes it) reuses f(x)
+    same = (gx == x.repeat(E, *([1] * (x.dim() - 1)))).flatten(1).all(1)
+
     def both(model: torch.nn.Module, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        out = _forward(model, torch.cat([x, gx]), dtype)  # f(x) and every f(gx) in one batch
-        return out[:B], out[B:]
+        out = _forward(model, torch.cat([x, gx[~same]]), dtype)  # f(x) and every other f(gx) in one batch
+        y = out[:B]
+        f = y.repeat(E, *([1] * (y.dim() - 1)))
+        f[~same] = out[B:]
+        return y, f
 
     y, fgx = both(oracle.model, oracle.dtype)
     y64, fgx64 = both(oracle.m64, torch.float64)
@@ -413,15 +518,9 @@ def judge(prop: "Equivariant", oracle: Oracle, x: torch.Tensor, gx: torch.Tensor
     d64 = fgx64 - ry64
     e, e64, roundoff = rel(fgx - ry), rel(d64), rel(fgx - fgx64) + rel(ry - ry64)
     storage = torch.zeros(E, B, dtype=torch.float64, device=x.device)
-    for twin in oracle.perturbed:
-        yt, fgxt = both(twin, torch.float64)
+    for t in range(oracle.n_draws):
+        yt, fgxt = both(oracle.twin(t), torch.float64)
         storage = torch.maximum(storage, rel((fgxt - act(yt)) - d64))
-        if lazy:
-            # every threshold only grows with more draws: once everything is within the allowance so far, the rest
-            # cannot change the verdict (a violation is only reported after all draws)
-            j = Judged(e, e64, roundoff, storage, scale, s_data).per_element(oracle)
-            if all(a <= t for a, t in zip(j["e64"], j["tol64"])) and all(a <= t for a, t in zip(j["e"], j["tol"])):
-                break
     return Judged(e=e, e64=e64, roundoff=roundoff, storage=storage, scale=scale, s_data=s_data)
 
 
@@ -456,16 +555,26 @@ def _labels(prop: Equivariant, elements: Sequence[Any]) -> list[str]:
 
 def transform_inputs(prop: Equivariant, x: torch.Tensor, elements: Sequence[Any], labels: Sequence[str],
                      win_out: Window) -> tuple[torch.Tensor, list[float]]:
-    """(the transformed inputs gx, element-major; the harness floor per element), in one batched pass.
+    """(the transformed inputs gx, element-major; the harness floor per element, the largest over the inputs)."""
+    gx, floors = _transform(prop, x, elements, labels, win_out)
+    return gx, floors.amax(1).tolist()
 
-    The harness floor: an exactly equivariant operation (channel-wise isotropic blur, ρ_in → ρ_in) through the same
-    transforms, on the same inputs; zero on exact elements. The inputs and their blurs are transformed together.
+
+def _transform(prop: Equivariant, x: torch.Tensor, elements: Sequence[Any], labels: Sequence[str], win_out: Window,
+               paired: bool = False, floors: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gx, floor per element and input) in one batched pass.
+
+    Every element on every input (element-major, floors (E, B)), or with `paired` input b by elements[b] only (floors
+    (1, B)). The harness floor: an exactly equivariant operation (channel-wise isotropic blur, ρ_in → ρ_in) through the
+    same transforms, on the same inputs; zero on exact elements. The inputs and their blurs are transformed together.
+    `floors=False` (the gradient pass, which needs gx only) skips the floor.
     """
-    floors = [0.0] * len(elements)
-    interp = [i for i, lab in enumerate(labels) if lab == "interpolated"]
     B = x.shape[0]
-    if not interp:
-        return prop.rho_in.apply_many(x, elements), floors
+    act = (lambda t, els: prop.rho_in.apply_paired(t, els)) if paired else (lambda t, els: prop.rho_in.apply_many(t, els))
+    out = torch.zeros(1 if paired else len(elements), B, dtype=torch.float64, device=x.device)
+    interp = [i for i, lab in enumerate(labels) if lab == "interpolated"]
+    if not interp or not floors:
+        return act(x, elements), out
     if not isinstance(prop.rho_in, ImageField) or not prop.rho_in.spatial:
         raise InputError("rho_in", prop.rho_in, "an image field for elements that need interpolation",
                          "declare spatial=True on the input representation")
@@ -473,12 +582,23 @@ def transform_inputs(prop: Equivariant, x: torch.Tensor, elements: Sequence[Any]
     # an image (the taper's own interpolation error is then part of the floor), untapered for vectors
     taper_in, mask_in = comparison_window(x.shape[-1], x.device)
     bx = gaussian_blur(x, 1.0) * (taper_in if win_out is not None else 1.0)
-    both = prop.rho_in.apply_many(torch.cat([x, bx]), elements).unflatten(0, (len(elements), 2 * B))
+
+    def rel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # reference b is the blurred input: drawn inputs are never near zero (bumps have |a| ≥ 0.1, data is standardised)
+        return _norms(a - b, mask_in) / _norms(b, mask_in).clamp_min(1e-300)
+
+    if paired:
+        both = act(torch.cat([x, bx]), list(elements) * 2)
+        gx, g_bx = both[:B], both[B:]
+        rows = torch.tensor(interp, dtype=torch.long, device=x.device)
+        out[0, rows] = rel(gaussian_blur(gx[rows].detach(), 1.0), g_bx[rows].detach())
+        return gx, out
+    both = act(torch.cat([x, bx]), elements).unflatten(0, (len(elements), 2 * B))
     gx, g_bx = both[:, :B].flatten(0, 1), both[:, B:]
-    blurred_gx = gaussian_blur(gx[torch.cat([torch.arange(i * B, (i + 1) * B) for i in interp])], 1.0)
+    blurred_gx = gaussian_blur(gx[torch.cat([torch.arange(i * B, (i + 1) * B) for i in interp])].detach(), 1.0)
     for j, i in enumerate(interp):
-        floors[i] = _rel(blurred_gx[j * B:(j + 1) * B], g_bx[i], mask_in)
-    return gx, floors
+        out[i] = rel(blurred_gx[j * B:(j + 1) * B], g_bx[i].detach())
+    return gx, out
 
 
 def _thresholds(prop: Equivariant, labels: Sequence[str], floors: Sequence[float], tols: Sequence[float]) -> list[float]:
@@ -507,21 +627,26 @@ def _calibration(values: Sequence[float], tols: Sequence[float], labels: Sequenc
 
 
 def measure_equivariance(prop: Equivariant, model: torch.nn.Module, *, task: Any = None, seed: int = 0,
-                         reinit: bool = True, max_examples: int = 0) -> EquivarianceMeasurement:
+                         reinit: bool = True, max_examples: int = 0, budget: Budget | None = None,
+                         domain: ImageFieldDomain | SetDomain | None = None) -> EquivarianceMeasurement:
     """The numeric stage proper; raises InputError on a model or input it cannot check as given.
 
-    `max_examples` > 0 adds a hypothesis search over inputs (and, for SO(2)/O(2), over elements) that targets the
-    worst error/threshold ratio (model dtype and float64 alike) and shrinks any violation it finds. Everything is
-    drawn from generators seeded by `seed` (the caller's global RNG state is left as it was): same seed, same evidence.
+    `max_examples` > 0 adds the engine's search (verify/checking/search.py) over the claim's input domain (image fields or
+    sets; for SO(2)/O(2) the element travels with the input) on the objective max_g e(g, x)/threshold(g, x), in the
+    model's dtype and in float64, with at most `max_examples` hypothesis examples and otherwise
+    `prop.search_budget(budget)`; a violation is shrunk. `domain` replaces the search's own (`search_domain`: the
+    task's data, bumps at the claim's band-limit). Everything is drawn from generators seeded by `seed` (the caller's
+    global RNG state is left as it was): same seed, same evidence.
     """
     device, _ = _model_device_dtype(model)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return _measure(prop, model, task=task, seed=seed, reinit=reinit, max_examples=max_examples)
+        return _measure(prop, model, task=task, seed=seed, reinit=reinit, max_examples=max_examples,
+                        budget=budget or Budget(), domain=domain)
 
 
 def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int, reinit: bool,
-             max_examples: int) -> EquivarianceMeasurement:
+             max_examples: int, budget: Budget, domain: ImageFieldDomain | SetDomain | None) -> EquivarianceMeasurement:
     start = time.perf_counter()
     require_eval(model)
     device, dtype = _model_device_dtype(model)
@@ -551,7 +676,9 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
 
     search: dict[str, Any] = {}
     if max_examples > 0:
-        search = search_inputs(prop, oracle, x, elements if enumerated else [], seed, max_examples, win_out, judged.s_data)
+        refuted = bool(violating)
+        search = run_search(prop, oracle, x, elements, enumerated, win_out, judged.s_data, seed,
+                            prop.search_budget(budget, max_examples, refuted), refuted, domain)
 
     lie: dict[str, Any] = {}
     if not prop.group.finite and isinstance(prop.rho_in, ImageField):
@@ -605,7 +732,7 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
                    f"{', '.join(violating[:8])}{'…' if len(violating) > 8 else ''}; worst {elements[worst]!r} "
                    f"e = {errors[worst]:.3g} (threshold {thresholds[worst]:.3g}), float64 e = {errors64[worst]:.3g} "
                    f"(threshold {thresholds64[worst]:.3g})"
-                   + (f"; hypothesis counterexample after {search['examples']} examples ({ce['class']}): e({ce['element']}) = "
+                   + (f"; search counterexample after {search['examples']} inputs ({ce['class']}): e({ce['element']}) = "
                       f"{ce['error']:.3g} (threshold {ce['threshold']:.3g}), float64 {ce['error_float64']:.3g} "
                       f"(threshold {ce['threshold_float64']:.3g}) on {ce['input']}" if ce else ""))
     else:
@@ -618,7 +745,9 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
                    + (f"; interpolated ({len(interp)}) max e = {max(errors[i] for i in interp):.3g} vs floor max "
                       f"{max(floors[i] for i in interp):.3g} (k = {K_FLOOR:g})" if interp else "")
                    + (f"; Lie derivative {lie['value']:.3g} ≤ {lie['threshold']:.3g}" if lie else "")
-                   + (f"; hypothesis searched {search['examples']} more inputs{'' if prop.group.finite else ' and elements'}: "
+                   + (f"; the search (samples at {len(search['domain']['scales'])} scales, gradient and smoothed "
+                      f"ascent, hypothesis) evaluated {search['examples']} more inputs"
+                      f"{'' if prop.group.finite else ' and elements'}: "
                       f"worst e/threshold = {search['worst_ratio']:.3g}" if search.get("examples") else ""))
     return EquivarianceMeasurement(
         stage="numeric", verdict=verdict, summary=summary, seconds=time.perf_counter() - start,
@@ -644,112 +773,266 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
     )
 
 
-def _bump_image(bumps: Sequence[tuple[float, float, float, float, int]], channels: int, size: int,
-                device: torch.device) -> torch.Tensor:
-    """Σ a·exp(−|p − c|²/2w²) on channel k for each (cX, cY, w, a, k), times the smooth window: a (1, C, N, N) field."""
-    c = (size - 1) / 2
-    idx = torch.arange(size, dtype=torch.float64, device=device)
-    X, Y = (idx - c)[None, :], (c - idx)[:, None]
-    img = torch.zeros(1, channels, size, size, dtype=torch.float64, device=device)
-    for cx, cy, w, amp, k in bumps:
-        img[0, k] += amp * torch.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * w * w))
-    return img * smooth_window(size).to(device)
+# --------------------------------------------------------------------------- the search (verify/checking/search.py)
+def _safe_ratio(e: torch.Tensor, th: torch.Tensor) -> torch.Tensor:
+    """e/th; 0/0 = 0, e/0 = inf, and a non-finite error counts as the worst possible ratio (it is not a pass)."""
+    r = torch.where(th > 0, e / th.clamp_min(1e-300), torch.where(e > 0, math.inf, 0.0))
+    return torch.where(torch.isfinite(e), r, torch.full_like(r, math.inf))
 
 
-def search_inputs(prop: Equivariant, oracle: Oracle, pool: torch.Tensor, elements: Sequence[Any], seed: int,
-                  max_examples: int, win_out: Window, s_data: float) -> dict[str, Any]:
-    """Hypothesis search for an input (and, for a continuous group, an element) with the worst e(g)/threshold(g).
+class SearchObjective:
+    """ratio(x) = max over the checked elements g of e(g, x)/threshold(g, x) in the model's dtype; ratio64 the same on
+    the float64 oracle: the engine's objective for an equivariance claim over an image-field or set domain.
 
-    Inputs are either a pool input (the task's data) scaled by a drawn amplitude, or a drawn field: up to four smooth
-    Gaussian bumps (images) or free entries (sets). Every element of a finite group is checked on each example
-    (batched), in the model's dtype and in float64; for SO(2)/O(2) hypothesis draws the element too. `target` steers
-    towards the largest ratio of either; a ratio above 1 is a violation, which hypothesis shrinks (fewer bumps,
-    rounder numbers) before it is reported. Reproducible from the seed alone: `@seed(seed)`, derandomised, no example
-    database.
+    Finite groups: every element on every input (as the enumeration). Continuous groups: the element the point carries
+    (ImageFieldDomain draws it with the input). Thresholds are measured per input exactly as the enumeration measures
+    them per element (round-off δ of the two evaluations, storage allowance over the perturbed float64 copies, and at
+    interpolated elements k·floor + grid_rtol with the floor of that input): sound at every amplitude. The storage
+    draws stop as soon as an input is clear of its allowance so far (thresholds only grow with more draws), so a
+    reported ratio ≤ 1 is an upper bound of the all-draw ratio, and a ratio > 1 always uses all draws.
+
+    Each input is evaluated once: results are cached by the point's bytes, since the engine asks for both ratios of
+    the same inputs separately and replays its candidates. The float64 ratio is differentiable in the point (the
+    thresholds held fixed at the point), through rendering, the transforms and the model's float64 copy.
     """
-    from hypothesis import HealthCheck, Phase, given, settings, target
-    from hypothesis import seed as hseed
-    from hypothesis import strategies as st
 
-    G = prop.group
-    shape = tuple(pool.shape[1:])
-    from_pool = st.tuples(st.just("pool"), st.integers(0, pool.shape[0] - 1), st.floats(0.25, 2.0))
+    def __init__(self, prop: "Equivariant", oracle: "Oracle", domain: ImageFieldDomain | SetDomain,
+                 elements: Sequence[Any] | None, win_out: Window, s_data: float) -> None:
+        self.prop, self.oracle, self.domain, self.win_out = prop, oracle, domain, win_out
+        self.elements = list(elements) if elements is not None else None  # None: the element travels with the point
+        self.labels = _labels(prop, self.elements) if self.elements is not None else None
+        self.s_eff = s_data if s_data > 0 else 1.0
+        self.cache: dict[bytes, dict[str, Any]] = {}
+        self.evaluated = 0
+        self.draws_used = 0
+
+    def objective(self) -> Objective:
+        return Objective(ratio=self.ratio, ratio64=self.ratio64, differentiable=True)
+
+    # -- the engine's two functions ------------------------------------------------------------------------------
+    def ratio(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([r["ratio"] for r in self.rows(x)], dtype=torch.float64, device=x.device)
+
+    def ratio64(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad and torch.is_grad_enabled():
+            return self._ratio64_grad(x)
+        return torch.tensor([r["ratio64"] for r in self.rows(x)], dtype=torch.float64, device=x.device)
+
+    def rows(self, x: torch.Tensor) -> list[dict[str, Any]]:
+        """The evaluation of every point of x (cached)."""
+        keys = [bytes(r.detach().cpu().numpy().tobytes()) for r in x]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if missing:
+            where = {k: i for i, k in reversed(list(enumerate(keys)))}
+            todo = x.detach()[[where[k] for k in missing]]
+            for k, row in zip(missing, self._evaluate(todo)):
+                self.cache[k] = row
+            self.evaluated += len(missing)
+        return [self.cache[k] for k in keys]
+
+    def record(self, point: torch.Tensor) -> dict[str, Any]:
+        """What the evidence says about one point: its worst element, errors and thresholds in both dtypes."""
+        row = self.rows(point.unsqueeze(0))[0]
+        return {k: v for k, v in row.items() if k not in ("th64_pairs", "ratio64")} | {"ratio_float64": row["ratio64"]}
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+    def _elements_of(self, points: torch.Tensor) -> tuple[list[Any], list[str]]:
+        if self.elements is not None:
+            return self.elements, self.labels
+        els = [self.domain.element(p) for p in points]
+        return els, _labels(self.prop, els)
+
+    def _pairs(self, imgs: torch.Tensor, els: list[Any], labels: list[str], floors: bool
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gx, floor, input index) per pair (element, input): element-major for a finite group, one per input else."""
+        B = imgs.shape[0]
+        paired = self.elements is None
+        gx, fl = _transform(self.prop, imgs, els, labels, self.win_out, paired=paired, floors=floors)
+        pair_in = torch.arange(B, device=imgs.device)
+        if not paired:
+            pair_in = pair_in.repeat(len(els))
+        return gx, fl.flatten(), pair_in
+
+    def _act(self, y: torch.Tensor, els: list[Any], ids: torch.Tensor) -> torch.Tensor:
+        """ρ_out applied to the outputs y of the inputs `ids` (tapered images), in the pairs' order."""
+        taper = None if self.win_out is None else self.win_out[0]
+        t = y if taper is None else y * taper
+        if self.elements is not None:
+            return self.prop.rho_out.apply_many(t, self.elements)
+        return self.prop.rho_out.apply_paired(t, [els[int(b)] for b in ids])
+
+    def _evaluate(self, points: torch.Tensor) -> list[dict[str, Any]]:
+        prop, oracle, mask = self.prop, self.oracle, None if self.win_out is None else self.win_out[1]
+        with torch.no_grad():
+            imgs = self.domain.render(points)
+            B = imgs.shape[0]
+            els, labels = self._elements_of(points)
+            gx, floor, pair_in = self._pairs(imgs, els, labels, floors=True)
+            K = gx.shape[0]
+            pair_label = [labels[k // B] for k in range(K)] if self.elements is not None else labels
+            interp = torch.tensor([lab == "interpolated" for lab in pair_label], device=imgs.device)
+            # a pair whose transformed input is the input itself (the identity) reuses f(x): one forward fewer per input
+            same = (gx == imgs[pair_in]).flatten(1).all(1)
+
+            def run(model: torch.nn.Module, dtype: torch.dtype, ids: torch.Tensor, pm: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                """f(x) for the inputs `ids` and f(gx) for the pairs `pm` (a mask, pairs of those inputs only)."""
+                need = pm & ~same
+                out = _forward(model, torch.cat([imgs[ids], gx[need]]), dtype)
+                y_ids = out[:ids.numel()]
+                y_all = torch.zeros((B, *y_ids.shape[1:]), dtype=y_ids.dtype, device=y_ids.device)
+                y_all[ids] = y_ids
+                f = y_all[pair_in[pm]].clone()
+                f[need[pm]] = out[ids.numel():]
+                return y_ids, f
+
+            def act_pairs(y_ids: torch.Tensor, ids: torch.Tensor, pm: torch.Tensor) -> torch.Tensor:
+                """ρ_out(g) f(x) for the pairs `pm`, from the outputs of the inputs `ids`."""
+                acted = self._act(y_ids, els, ids)
+                if self.elements is None:
+                    return acted[pm[ids]]
+                gk = (torch.arange(len(self.elements), device=ids.device)[:, None] * B + ids[None, :]).flatten()
+                return acted[pm[gk]]
+
+            every = torch.arange(B, device=imgs.device)
+            allp = torch.ones(K, dtype=torch.bool, device=imgs.device)
+            y, fgx = run(oracle.model, oracle.dtype, every, allp)
+            y64, fgx64 = run(oracle.m64, torch.float64, every, allp)
+            scale = torch.clamp(_norms(y64, mask), min=self.s_eff)[pair_in]
+            ry, ry64 = act_pairs(y, every, allp), act_pairs(y64, every, allp)
+            d64 = fgx64 - ry64
+            e = _norms(fgx - ry, mask) / scale
+            e64 = _norms(d64, mask) / scale
+            rnd = (_norms(fgx - fgx64, mask) + _norms(ry - ry64, mask)) / scale
+            extra = torch.where(interp, K_FLOOR * floor + prop.grid_rtol, torch.zeros_like(floor))
+            r64_round = torch.clamp(LAMBDA_ROUND * rnd * (oracle.eps64 / oracle.eps), min=oracle.round64_fixed)
+            storage = torch.zeros_like(e)
+            draws = torch.zeros(K, dtype=torch.long, device=imgs.device)
+
+            def judged() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                tol64 = LAMBDA_STORAGE * storage + r64_round
+                th64 = tol64 + extra
+                th = rnd + tol64 + extra
+                return th, th64, _safe_ratio(e, th), _safe_ratio(e64, th64)
+
+            for t in range(oracle.n_draws):
+                _, _, r, r64 = judged()
+                # only a pair beyond its allowance so far needs another draw: the allowance only grows with draws
+                pm = (r > 1.0) | (r64 > 1.0)
+                if not bool(pm.any()):
+                    break
+                ids = torch.unique(pair_in[pm])
+                yt, fgxt = run(oracle.twin(t), torch.float64, ids, pm)
+                moved = _norms((fgxt - act_pairs(yt, ids, pm)) - d64[pm], mask) / scale[pm]
+                storage[pm] = torch.maximum(storage[pm], moved)
+                draws[pm] += 1
+            th, th64, r, r64 = judged()
+        self.draws_used += int(draws.sum())
+        rows = []
+        for b in range(B):
+            k = torch.nonzero(pair_in == b).flatten()
+            both = torch.maximum(r[k], r64[k])
+            w = int(k[int(torch.argmax(both))])
+            g = els[w // B] if self.elements is not None else els[b]
+            rows.append({
+                "element": repr(g), "input": self.domain.describe_input(points[b]),
+                "error": float(e[w]), "threshold": float(th[w]), "error_float64": float(e64[w]),
+                "threshold_float64": float(th64[w]), "floor": float(floor[w]), "ratio": float(r[k].max()),
+                "ratio64": float(r64[k].max()), "storage_draws": int(draws[w]),
+                "class": "structural" if float(r64[k].max()) > 1.0 else ("round-off" if float(r[k].max()) > 1.0 else "none"),
+                "th64_pairs": th64[k].clone(),
+            })
+        return rows
+
+    def _ratio64_grad(self, points: torch.Tensor) -> torch.Tensor:
+        """The float64 ratio with its graph: e64 through rendering, transforms and the float64 copy; thresholds fixed."""
+        rows = self.rows(points)
+        mask = None if self.win_out is None else self.win_out[1]
+        B = points.shape[0]
+        imgs = self.domain.render(points)
+        els, labels = self._elements_of(points.detach())
+        gx, _, pair_in = self._pairs(imgs, els, labels, floors=False)
+        every = torch.arange(B, device=imgs.device)
+        out = _forward(self.oracle.m64, torch.cat([imgs, gx]), torch.float64, grad=True)
+        y64, fgx64 = out[:B], out[B:]
+        scale = torch.clamp(_norms_grad(y64, mask), min=self.s_eff)[pair_in]
+        e64 = _norms_grad(fgx64 - self._act(y64, els, every), mask) / scale
+        th64 = torch.stack([r["th64_pairs"] for r in rows], dim=1).to(e64)  # (pairs per input, B)
+        r64 = e64.reshape(-1, B) / th64.clamp_min(1e-300)
+        return r64.amax(0)
+
+
+def _norms_grad(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """‖t_i‖ per input (on the mask), differentiable (a zero difference has no gradient rather than a NaN one)."""
+    sq = (t if mask is None else t * mask).flatten(1).pow(2).sum(1)
+    return torch.sqrt(sq.clamp_min(1e-300))
+
+
+def search_domain(prop: "Equivariant", pool: torch.Tensor, labels: Sequence[str]) -> ImageFieldDomain | SetDomain | None:
+    """The claim's input domain for the search: image fields (task images, bumps no narrower than the claim's band-limit
+    where an element needs interpolation, 1 px where every element is exact on the grid), or sets/graphs."""
     if isinstance(prop.rho_in, ImageField) and prop.rho_in.spatial:
-        r = 0.3 * shape[-1]
-        # at interpolated elements a grid network is equivariant only on band-limited inputs: the claim's
-        # min_feature_px is that band-limit; exact elements are held to round-off on sharper bumps too
-        w_min = prop.min_feature_px if (not elements or any(lab == "interpolated" for lab in _labels(prop, elements))) else 1.0
-        # |a| ≥ 0.1: an input of a few denormal floats has no relative precision left to test
-        amp = st.tuples(st.sampled_from([1.0, -1.0]), st.floats(0.1, 3.0)).map(lambda t: t[0] * t[1])
-        bump = st.tuples(st.floats(-r, r), st.floats(-r, r), st.floats(w_min, 4.0), amp, st.integers(0, shape[0] - 1))
-        drawn = st.tuples(st.just("bumps"), st.lists(bump, min_size=1, max_size=4))
-        kind = (f"pool inputs × amplitude in [0.25, 2], or 1–4 Gaussian bumps (width {w_min:g}–4 px, 0.1 ≤ |a| ≤ 3) "
-                "under the smooth window")
-    elif isinstance(prop.rho_in, SetAction):
-        entry = st.one_of(st.just(0.0), st.floats(0.01, 5.0), st.floats(-5.0, -0.01))  # no denormals (see above)
-        drawn = st.tuples(st.just("entries"), st.lists(entry, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
-        kind = "pool sets × amplitude in [0.25, 2], or free entries (0 or 0.01 ≤ |v| ≤ 5)"
-    else:
-        return {"skipped": f"no input strategy for {prop.rho_in!r}"}
-    inputs = st.one_of(from_pool, drawn)
-    if G.finite:
-        element_st = st.just(None)
-    else:
-        element_st = st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 1 if G.flips else 0))
+        G = prop.group
+        band_limited = (not G.finite) or any(lab == "interpolated" for lab in labels)
+        w_min = prop.min_feature_px if band_limited else 1.0
+        return ImageFieldDomain(pool, min_feature_px=w_min, max_feature_px=max(4.0, w_min),
+                                group=None if G.finite else G)  # type: ignore[arg-type]
+    if isinstance(prop.rho_in, SetAction):
+        return SetDomain(pool, graph=prop.rho_in.graph)
+    return None
 
-    def build(example: tuple) -> tuple[torch.Tensor, str]:
-        what, *rest = example
-        if what == "pool":
-            i, amp = rest
-            return pool[i:i + 1] * amp, f"pool input #{i} × {amp:.3g}"
-        if what == "bumps":
-            bumps = rest[0]
-            return (_bump_image(bumps, shape[0], shape[-1], pool.device),
-                    "bumps " + ", ".join(f"(c=({cx:.3g}, {cy:.3g}), w={w:.3g}, a={amp:.3g}, ch {k})" for cx, cy, w, amp, k in bumps))
-        vals = torch.tensor(rest[0], dtype=torch.float64, device=pool.device).reshape(1, *shape)
-        return vals, f"set entries {np.round(vals[0].cpu().numpy(), 3).tolist()}"
 
-    seen: dict[str, Any] = {"examples": 0, "worst_ratio": -1.0, "worst": None, "last_fail": None}
-
-    def ratio(e: float, th: float) -> float:
-        return e / th if th > 0 else (math.inf if e > 0 else 0.0)
-
-    @hseed(seed)
-    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.target, Phase.shrink])
-    @given(inputs, element_st)
-    def probe(example: tuple, drawn_element: tuple | None) -> None:
-        x1, description = build(example)
-        els = list(elements) if drawn_element is None else [G.element(*drawn_element)]
-        labels = _labels(prop, els)
-        gx1, floors = transform_inputs(prop, x1, els, labels, win_out)
-        pe = judge(prop, oracle, x1, gx1, els, win_out, s_data=s_data, lazy=True).per_element(oracle)
-        ths = _thresholds(prop, labels, floors, pe["tol"])
-        ths64 = _thresholds(prop, labels, floors, pe["tol64"])
-        both = [(ratio(e, th) if math.isfinite(e) else math.inf, ratio(e64, th64) if math.isfinite(e64) else math.inf)
-                for e, th, e64, th64 in zip(pe["e"], ths, pe["e64"], ths64)]
-        ratios = [max(a, b) for a, b in both]
-        i = int(np.argmax(ratios))
-        seen["examples"] += 1
-        target(min(ratios[i], 1e300), label="e(g) / threshold(g), model dtype or float64")
-        record = {"element": repr(els[i]), "input": description, "error": pe["e"][i], "threshold": ths[i],
-                  "error_float64": pe["e64"][i], "threshold_float64": ths64[i], "floor": floors[i], "ratio": ratios[i],
-                  "class": "structural" if both[i][1] > 1.0 else ("round-off" if both[i][0] > 1.0 else "none")}
-        if ratios[i] > seen["worst_ratio"]:
-            seen["worst_ratio"], seen["worst"] = ratios[i], record
-        if not ratios[i] <= 1.0:
-            seen["last_fail"] = record
-            raise AssertionError(f"e({els[i]!r}) = {pe['e'][i]:.3g} / float64 {pe['e64'][i]:.3g} beyond "
-                                 f"{ths[i]:.3g} / {ths64[i]:.3g}")
-
-    counterexample = None
-    try:
-        probe()
-    except AssertionError:
-        counterexample = seen["last_fail"]  # hypothesis replays the shrunk example last
-    return {"examples": seen["examples"], "strategy": kind + ("" if G.finite else "; the element drawn uniformly too"),
-            "worst_ratio": seen["worst_ratio"], "worst": seen["worst"], "counterexample": counterexample,
-            "judged": "each example in the model's dtype and in float64 (the oracle), against its own tolerances"}
+def run_search(prop: "Equivariant", oracle: "Oracle", pool: torch.Tensor, elements: Sequence[Any], enumerated: bool,
+               win_out: Window, s_data: float, seed: int, budget: Budget, refuted: bool = False,
+               domain: ImageFieldDomain | SetDomain | None = None) -> dict[str, Any]:
+    """The equivariance claim searched by the one engine (verify/checking/search.py) over its input domain."""
+    labels = _labels(prop, elements)
+    domain = domain if domain is not None else search_domain(prop, pool, labels)
+    if isinstance(domain, ImageFieldDomain) and (domain.group is None) != enumerated:
+        raise InputError("domain.group", domain.group, f"{'None' if enumerated else prop.group.name}: a continuous "
+                         "group's element travels with the input, a finite group is enumerated on every input",
+                         f"build ImageFieldDomain(..., group={'None' if enumerated else prop.group.name})")
+    if domain is None:
+        return {"skipped": f"no search domain for {prop.rho_in!r} (image fields, sets and graphs have one)"}
+    target = SearchObjective(prop, oracle, domain, elements if enumerated else None, win_out, s_data)
+    found = search(target.objective(), domain, seed=seed, budget=budget, device=pool.device)
+    worst, wx = found.worst()
+    worst64, wx64 = found.worst(oracle=True)
+    worst_record = target.record(wx if worst >= worst64 else wx64)
+    ce = None
+    if found.counterexample is not None:
+        ce = target.record(found.counterexample)
+    methods = found.coverage()
+    hyp = methods.get("hypothesis", {})
+    if hyp.get("counterexample") is not None:  # (tensor, ratio) → what a reader can use
+        point, r = hyp["counterexample"]
+        methods["hypothesis"] = {**hyp, "counterexample": {"input": domain.describe_input(point), "ratio": r}}
+    elements_text = ("every element on every input" if enumerated else
+                     "the element drawn with the input (Haar; a quarter of the draws an exact quarter turn)")
+    return {
+        "engine": "verify.checking.search.search: seeded samples at each scale, gradient ascent on log ratio64, (1+λ) smoothed "
+                  "ascent, hypothesis (target, shrink), then the domain's own shrinking",
+        "examples": target.evaluated,
+        "strategy": f"{domain.describe()['inputs']}; {elements_text}",
+        "worst_ratio": max(worst, worst64),
+        "worst": worst_record,
+        "counterexample": ce,
+        "counterexample_dtype": (found.counterexample_dtype if ce is None or found.counterexample_dtype != "model"
+                                 else str(oracle.dtype).replace("torch.", "")),
+        "methods": methods,
+        "domain": domain.describe(),
+        "budget": dataclasses.asdict(budget),
+        "budget_rule": SEARCH_BUDGET_TEXT.format(
+            which=("REFUTED_SEARCH_BUDGET (the enumeration on the data had already refuted the claim; the search only "
+                   "looks for a simple counterexample)") if refuted else "SEARCH_BUDGET",
+            b=", ".join(f"{k}={v}" for k, v in dataclasses.asdict(REFUTED_SEARCH_BUDGET if refuted else SEARCH_BUDGET).items()),
+            d=STORAGE_DRAWS),
+        "storage_draws": target.draws_used,
+        "judged": ("ratio(x) = max over the checked elements of e(g, x)/threshold(g, x) in the model's dtype, ratio64 "
+                   "the same in float64, thresholds measured on that input; storage draws stop once an input is clear "
+                   "of its allowance so far (a ratio > 1 always uses all draws)"),
+        "seconds": found.seconds,
+    }
 
 
 def reinitialised(model: torch.nn.Module, seed: int) -> torch.nn.Module | None:

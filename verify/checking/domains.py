@@ -3,14 +3,15 @@
 The one search engine (verify/checking/search.py) works on any object with this interface. A map of Rⁿ is
 claimed *everywhere* unless its claim says otherwise (`where=`), so its domain grows outward from the
 data box: the box itself, then ×2, ×10, ×100, ×10³, plus very small magnitudes around the centre,
-clipped to the claimed region. Image fields, sets and graphs are domains too (verify/declare/actions.py
-draws their inputs); they have no "outward" in the same sense and list one scale.
+clipped to the claimed region. Image fields, sets and graphs are domains too (verify/checking/domains_fields.py): their
+points are structured (a task image × amplitude plus smooth bumps; a set's entries), they grow in amplitude, and
+they may carry a hypothesis strategy of their own (`StructuredDomain`) so that shrinking stays meaningful.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -50,6 +51,21 @@ class Domain(Protocol):
 
     def near_data(self, x: torch.Tensor) -> torch.Tensor:
         """Mask of inputs within twice the data's extent: where the model's own dtype is held to its error model."""
+
+
+@runtime_checkable
+class StructuredDomain(Domain, Protocol):
+    """Optional hook: a domain whose inputs hypothesis should draw as structured examples, not as coordinates.
+
+    verify/checking/search.py's hypothesis stage uses it when a domain has both methods (a Box keeps its own path): hypothesis
+    then shrinks a counterexample in the domain's own terms (fewer bumps, a data input, simpler numbers).
+    """
+
+    def strategy(self) -> Any:
+        """A hypothesis strategy of examples (any data `build` understands)."""
+
+    def build(self, example: Any) -> torch.Tensor:
+        """The domain's tensor for one example, shape (1, ...), float64, inside the domain."""
 
 
 def _as_vector(values: Sequence[float], what: str) -> torch.Tensor:

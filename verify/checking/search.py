@@ -297,7 +297,8 @@ def _ascend(obj: Objective, domain: Domain, x0: torch.Tensor, budget: Budget, ge
 
 
 def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, device: torch.device) -> dict[str, Any]:
-    """Hypothesis over the domain's scales (boxes: coordinates; other domains: pool draws), targeting r."""
+    """Hypothesis over the domain's scales (boxes: coordinates; structured domains: their own strategy; other
+    domains: seeded draws), targeting r."""
     if budget.examples <= 0:
         return {"examples": 0}
     from hypothesis import HealthCheck, Phase, given, settings, target
@@ -305,7 +306,14 @@ def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, devic
     from hypothesis import strategies as st
 
     scales = list(domain.scales())
-    if isinstance(domain, Box):
+    if callable(getattr(domain, "strategy", None)) and callable(getattr(domain, "build", None)):
+        # a structured domain (verify/domains.StructuredDomain): its own examples, so that hypothesis shrinks towards
+        # fewer bumps, a data input and simpler numbers rather than towards a smaller random seed
+        strategy = st.tuples(domain.strategy())
+
+        def build(example: Any) -> torch.Tensor:
+            return domain.build(example).to(device)
+    elif isinstance(domain, Box):
         c = [(a + b) / 2 for a, b in zip(domain.low, domain.high)]
         h = [(b - a) / 2 for a, b in zip(domain.low, domain.high)]
         unit = st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=len(c), max_size=len(c))

@@ -11,6 +11,7 @@ the central pixel, so H = W must be odd. (g·x)(p) = ρ(g) x(M(g)⁻¹ p).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -122,12 +123,21 @@ def _orthogonal(M: np.ndarray | torch.Tensor, device: torch.device) -> torch.Ten
 
 
 def _gather(x: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    rows, cols = _source_coords(M, x.shape[-1])
+    ri, ci = _grid_index(tuple(M.detach().cpu().flatten().tolist()), x.shape[-1], x.device)
+    return x[..., ri, ci]
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_index(M: tuple[float, ...], size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, cols) from which a grid symmetry M reads each pixel; cached (a search gathers the same few elements on
+    every call)."""
+    Mt = torch.tensor(M, dtype=torch.float64, device=device).reshape(2, 2)
+    rows, cols = _source_coords(Mt, size)
     ri, ci = torch.round(rows), torch.round(cols)
     if (ri - rows).abs().max() > 1e-9 or (ci - cols).abs().max() > 1e-9:
-        raise InputError("element matrix", M.tolist(), "a matrix that maps the pixel grid onto itself",
+        raise InputError("element matrix", Mt.tolist(), "a matrix that maps the pixel grid onto itself",
                          "apply this element with exact=False (interpolation)")
-    return x[..., ri.long(), ci.long()]
+    return ri.long(), ci.long()
 
 
 def split_rotation(M: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -177,6 +187,23 @@ def spatial_transforms(x: torch.Tensor, Ms: Sequence[np.ndarray | torch.Tensor],
     return torch.cat([_gather(rotated[round(phi, 15) if phi != 0.0 else 0.0], E) for phi, E in plans])
 
 
+def spatial_transforms_paired(x: torch.Tensor, Ms: Sequence[np.ndarray | torch.Tensor], exact: Sequence[bool]) -> torch.Tensor:
+    """(B, C, H, W): image b moved by its own Mᵦ (x(Mᵦ⁻¹ p)), one element per image (a continuous group's search draws
+    the element with the input). All residual rotations in one batched `fourier_rotate` (one angle per image), then
+    each image's grid part by an exact gather. Differentiable in x."""
+    _require_odd_square(x, "image")
+    if len(Ms) != x.shape[0]:
+        raise InputError("elements", len(Ms), f"one element per image ({x.shape[0]})", "pass one element per input")
+    x = x.to(torch.float64)
+    plans = [(0.0, _orthogonal(M, x.device)) if ex else split_rotation(_orthogonal(M, x.device)) for M, ex in zip(Ms, exact)]
+    moving = [b for b, (phi, _) in enumerate(plans) if phi != 0.0]
+    rotated = {}
+    if moving:
+        angles = torch.tensor([plans[b][0] for b in moving], dtype=torch.float64, device=x.device)
+        rotated = dict(zip(moving, fourier_rotate(x[moving], angles).split(1)))
+    return torch.cat([_gather(rotated.get(b, x[b:b + 1]), E) for b, (_, E) in enumerate(plans)])
+
+
 # --------------------------------------------------------------------------- actions
 @dataclass(frozen=True)
 class Action:
@@ -191,6 +218,10 @@ class Action:
     def apply_many(self, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
         """(E·B, ...) = the action of each element on the batch, stacked element-major (image fields: one FFT pass)."""
         return torch.cat([self.apply(t, g) for g in elements], dim=0)
+
+    def apply_paired(self, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
+        """(B, ...): input b acted on by elements[b] (one element per input)."""
+        return torch.cat([self.apply(t[b:b + 1], g) for b, g in enumerate(elements)], dim=0)
 
     def exact(self, g: object) -> bool:
         raise NotImplementedError
@@ -244,11 +275,25 @@ class ImageField(Action):
             # an inverted declaration (g ↦ ρ(g⁻¹)) acts with g⁻¹ on the base space too: the bug it models is
             # "the output is transformed by g⁻¹ where g is meant", which a trivial fibre would otherwise hide
             Ms = [self.group.plane_matrix(self.group.inverse(g) if self.rep.inverted else g) for g in used]
-            moved = spatial_transforms(t, Ms, [self.group.is_exact_on_grid(g) for g in used]).split(B)
+            moved = spatial_transforms(t, Ms, [self.group.is_exact_on_grid(g) for g in used])
         else:
-            moved = [t] * len(used)
-        return torch.cat([torch.einsum("oc,bc...->bo...", torch.as_tensor(self.rep(g), dtype=torch.float64, device=t.device), m)
-                          for g, m in zip(used, moved)])
+            moved = t.repeat(len(used), *([1] * (t.dim() - 1)))
+        # every fibre map in one contraction (one einsum per element was a visible share of a small model's check)
+        R = self._fibres(used, t.device)  # (E, o, c)
+        out = torch.einsum("eoc,ebc...->ebo...", R, moved.unflatten(0, (len(used), B)))
+        return out.flatten(0, 1)
+
+    def _fibres(self, used: Sequence[PlaneElement], device: torch.device) -> torch.Tensor:
+        return torch.stack([torch.as_tensor(self.rep(g), dtype=torch.float64) for g in used]).to(device)
+
+    def apply_paired(self, t: torch.Tensor, elements: Sequence[PlaneElement]) -> torch.Tensor:
+        """(B, ...): input b acted on by elements[b]; the base space of every input in one pass."""
+        t = t.to(torch.float64)
+        used = [self._used(self.group.require(g)) for g in elements]
+        if self.spatial:
+            Ms = [self.group.plane_matrix(self.group.inverse(g) if self.rep.inverted else g) for g in used]
+            t = spatial_transforms_paired(t, Ms, [self.group.is_exact_on_grid(g) for g in used])
+        return torch.einsum("boc,bc...->bo...", self._fibres(used, t.device), t)
 
 
 @dataclass(frozen=True)
@@ -280,14 +325,48 @@ class SetAction(Action):
         return True
 
     def apply(self, t: torch.Tensor, g: Permutation) -> torch.Tensor:
+        return self.apply_many(t, [g])
+
+    def _inverses(self, elements: Sequence[Permutation], device: torch.device) -> torch.Tensor:
+        """(E, n): σ⁻¹ of each element, as indices (y[σ(i)] = x[i] ⇔ y = x[σ⁻¹])."""
+        key = (self.group, tuple(elements))
+        idx = _INVERSES.get(key)
+        if idx is None:
+            idx = torch.tensor([self.group.inverse(g).perm for g in elements], dtype=torch.long).reshape(-1, self.group.n)
+            if len(_INVERSES) > 64:
+                _INVERSES.clear()
+            _INVERSES[key] = idx
+        return idx.to(device)
+
+    def apply_many(self, t: torch.Tensor, elements: Sequence[Permutation]) -> torch.Tensor:
+        """(E·B, ...), element-major, by one gather for all elements (S5 has 120: one indexing op per element was
+        most of a set model's check)."""
+        t = t.to(torch.float64)
+        E, B = len(elements), t.shape[0]
         if self.invariant:
-            return t.to(torch.float64)
-        inv = torch.as_tensor(self.group.inverse(g).perm, device=t.device)
-        out = t.to(torch.float64)[:, inv]  # y[σ(i)] = x[i]  ⇔  y = x[σ⁻¹]
+            return t.repeat(E, *([1] * (t.dim() - 1)))
+        inv = self._inverses(elements, t.device)  # (E, n)
+        out = t[:, inv]  # (B, E, n, d)
         if self.graph:
             n = self.group.n
-            out = torch.cat([out[:, :, :n][:, :, inv], out[:, :, n:]], dim=-1)
+            cols = inv[None, :, None, :].expand(B, E, n, n)
+            out = torch.cat([torch.gather(out[..., :n], -1, cols), out[..., n:]], dim=-1)
+        return out.transpose(0, 1).reshape(E * B, *t.shape[1:])
+
+    def apply_paired(self, t: torch.Tensor, elements: Sequence[Permutation]) -> torch.Tensor:
+        t = t.to(torch.float64)
+        if self.invariant:
+            return t
+        inv = self._inverses(elements, t.device)  # (B, n)
+        rows = torch.arange(t.shape[0], device=t.device)[:, None]
+        out = t[rows, inv]
+        if self.graph:
+            n = self.group.n
+            out = torch.cat([torch.gather(out[..., :n], -1, inv[:, None, :].expand(-1, n, n)), out[..., n:]], dim=-1)
         return out
+
+
+_INVERSES: dict[tuple, torch.Tensor] = {}  # SetAction's index tensors per (group, elements): built once per check
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
@@ -300,8 +379,12 @@ def gaussian_blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     r = int(math.ceil(4 * sigma))
     t = torch.arange(-r, r + 1, dtype=torch.float64, device=x.device)
     k1 = torch.exp(-t**2 / (2 * sigma**2))
-    k2 = (k1[:, None] * k1[None, :])
-    k2 = k2 / k2.sum()
-    C = x.shape[1]
-    w = k2.expand(C, 1, 2 * r + 1, 2 * r + 1)
-    return torch.nn.functional.conv2d(x.to(torch.float64), w, padding=r, groups=C)
+    k1 = k1 / k1.sum()  # the normalised 2-D kernel is the outer product of this one with itself
+    # separably, rows then columns: the same operator (to float64 round-off) at 2·9 instead of 81 taps per pixel, and
+    # one channel per image (float64 convolutions on a CPU take a slow path that a grouped 9×9 kernel made 8–25×
+    # slower; the harness floor blurs every transformed input)
+    B, C, H, W = x.shape
+    y = x.to(torch.float64).reshape(B * C, 1, H, W)
+    y = torch.nn.functional.conv2d(y, k1.view(1, 1, 1, -1), padding=(0, r))
+    y = torch.nn.functional.conv2d(y, k1.view(1, 1, -1, 1), padding=(r, 0))
+    return y.reshape(B, C, H, W)

@@ -201,7 +201,9 @@ class PlaneGroup(Group):
     # -- the action on the plane -------------------------------------------------
     def plane_matrix(self, g: PlaneElement) -> np.ndarray:
         """M(g) = R(θ) F^flip in float64, (X, Y) convention."""
-        g = self.require(g)
+        return _plane_matrix(self, self.require(g)).copy()  # a copy: callers may write into it
+
+    def _plane_matrix(self, g: PlaneElement) -> np.ndarray:
         exact = self.plane_matrix_exact(g) if self.N is not None else None
         if exact is not None:
             return np.array(exact.evalf(30).tolist(), dtype=np.float64)
@@ -245,6 +247,13 @@ class PlaneGroup(Group):
             k = int(Fraction(g.turn) * self.N)
             return G.element((g.flip, k)) if self.flips else G.element(k)
         return G.element((g.flip, g.radians), "radians") if self.flips else G.element(g.radians, "radians")
+
+
+@functools.lru_cache(maxsize=4096)
+def _plane_matrix(group: PlaneGroup, g: PlaneElement) -> np.ndarray:
+    # finite groups evaluate the exact (sympy) matrix to 30 digits: milliseconds per element, and a search transforms
+    # every element of the group on every call
+    return group._plane_matrix(g)
 
 
 def CyclicGroup(N: int) -> PlaneGroup:

@@ -148,11 +148,13 @@ def _search_text(search: Any) -> str:
     if search.get("skipped"):
         return search["skipped"]
     worst, ce = search.get("worst") or {}, search.get("counterexample")
-    text = (f"{search['examples']} examples ({search['strategy']}); worst e/threshold {_fmt(search['worst_ratio'])}"
+    text = (f"{search['examples']} inputs ({search['strategy']}); worst e/threshold {_fmt(search['worst_ratio'])}"
             + (f" at {worst['element']} on {worst['input']}" if worst else ""))
     if ce:
-        text += (f"; **counterexample** (shrunk): e({ce['element']}) = {_fmt(ce['error'])} > threshold {_fmt(ce['threshold'])}"
-                 f" on {ce['input']}")
+        text += (f"; **counterexample** (shrunk): e({ce['element']}) = {_fmt(ce['error'])} (threshold {_fmt(ce['threshold'])}), "
+                 f"float64 {_fmt(ce['error_float64'])} (threshold {_fmt(ce['threshold_float64'])}) on {ce['input']}")
+    if search.get("budget_rule"):
+        text += f"; budget: {search['budget_rule']}"
     return text
 
 
@@ -165,7 +167,7 @@ def _equivariance_section(m: Any) -> list[str]:
         ("exact-element tolerance", f"{_fmt(m.tolerance)} = {m.tolerance_formula}"),
         ("interpolated rule", m.floor_rule),
         ("Lie derivative", "—" if not m.lie else f"{_fmt(m.lie['value'])} (floor {_fmt(m.lie['floor'])}, threshold {_fmt(m.lie['threshold'])})"),
-        ("hypothesis search", _search_text(m.search)),
+        ("search", _search_text(m.search)),
         ("dtype / device / seed / inputs", f"{m.dtype} / {m.device} / {m.seed} / {m.n_inputs}"),
         ("seconds", f"{m.seconds:.2f}"),
     ]
@@ -174,7 +176,7 @@ def _equivariance_section(m: Any) -> list[str]:
     before = list(m.untrained.get("errors", [])) or [math.nan] * len(m.elements)
     for g, lab, e, e0, f, th in zip(m.elements, m.labels, m.errors, before, m.floors, m.thresholds):
         lines.append(f"| {g} | {lab} | {_fmt(e)} | {_fmt(e0)} | {_fmt(f)} | {_fmt(th)} |")
-    return lines + ["", "![equivariance](equivariance.png)", ""]
+    return lines + [""] + _coverage_table(m.search.get("methods", {})) + ["![equivariance](equivariance.png)", ""]
 
 
 def _symbolic_section(r: ClaimResult) -> list[str]:
