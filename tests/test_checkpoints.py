@@ -115,7 +115,8 @@ def test_cache_hits_only_when_everything_training_reads_is_unchanged(saved, tmp_
     assert not hit and "no training fingerprint" in why
 
 
-def test_report_with_cache_trains_once_then_loads(tmp_path):
+def test_report_with_cache_trains_once_then_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("VERIFY_CACHE", "off")  # the report folder's own cache is under test, not the home cache
     from verify.cli import main
 
     args = ["report", "g-sympnet", "--size", "quick", "--out", str(tmp_path), "--quiet", "--rollout-steps", "0",

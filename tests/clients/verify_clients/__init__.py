@@ -8,6 +8,7 @@ is listed in MISSING with the command that installs it (tests/test_clients.py sk
 from __future__ import annotations
 
 import importlib
+import warnings
 
 # library import name -> the command that installs it without replacing the pinned torch (see setup.sh)
 INSTALL = {
@@ -24,7 +25,10 @@ MISSING: dict[str, str] = {}
 def available(library: str) -> bool:
     """Whether `library` imports; if not, it is recorded in MISSING (with the exception) and nothing is registered."""
     try:
-        importlib.import_module(library)
+        with warnings.catch_warnings():  # a library's own deprecation notices at import (memcnn's torch.cuda.amp)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            importlib.import_module(library)
     except Exception as exc:  # not installed, or broken: the tests say which, and how to install it
         MISSING[library] = f"{type(exc).__name__}: {exc}"
         return False
