@@ -40,7 +40,8 @@ from verify.errors import InputError, VerifyError
 from verify.evidence import Evidence, Failure, Proof, Verdict
 from verify.declare.groups import Group, PlaneGroup
 from verify.checking.domains import NEAR_DATA
-from verify.checking.domains_fields import ImageFieldDomain, SetDomain, smooth_window
+from verify.checking.domains_fields import FeatureDomain, ImageFieldDomain, SetDomain, smooth_window
+from verify.declare.space import FeatureAction, SpaceGroup
 from verify.checking.search import Budget, Objective, search
 
 K_FLOOR = 4.0
@@ -262,6 +263,9 @@ class Equivariant(Property):
         G = self.group
         if G.finite:
             return list(G.elements()), True
+        if isinstance(G, SpaceGroup):
+            # the 24 (SO(3)) or 48 (O(3)) signed permutations, exact in floating point, and n_haar Haar draws
+            return list(G.exact_elements()) + list(G.haar_sample(self.n_haar, seed)), False
         assert isinstance(G, PlaneGroup)
         exact = [G.element(k / 4) for k in range(4)] + ([G.element(k / 4, 1) for k in range(4)] if G.flips else [])
         return exact + list(G.haar_sample(self.n_haar, seed)), False
@@ -284,6 +288,10 @@ class Equivariant(Property):
             return x.to(device)
         if task is not None and hasattr(task, "dataset"):
             return task.dataset(self.n_inputs, seed + 20_000)[0].to(torch.float64).to(device)
+        if isinstance(self.rho_in, FeatureAction):
+            shape = (self.n_inputs, self.rho_in.rep.size) if self.rho_in.points is None else \
+                (self.n_inputs, self.rho_in.points, self.rho_in.rep.size)
+            return torch.randn(*shape, generator=gen, dtype=torch.float64).to(device)
         assert isinstance(self.rho_in, SetAction)
         return torch.randn(self.n_inputs, self.rho_in.group.n, self.set_features, generator=gen, dtype=torch.float64).to(device)
 
@@ -539,6 +547,57 @@ def _lie(prop: Equivariant, f: Any, x: torch.Tensor, win_out: Window, scale: tor
     return float((_norms(d_in - d_out, None if win_out is None else win_out[1]) / scale).max())
 
 
+LIE_FEATURES_TEXT = (
+    "float64 oracle, per generator A of so(3) (L_x, L_y, L_z): D(A) = max_x ‖J_f64(x)·dρ_in(A)x − dρ_out(A) f64(x)‖ / S(x) "
+    "(torch.func.jvp; dρ = rep.lie(A), a central difference at h = 1e-5 of ρ(e^{±hA})). Threshold = λ_s·max over the "
+    "storage draws of |D_draw(A) − D(A)| (the same storage-precision draws as the elements' tol64) + the measured error "
+    "of the finite-difference dρ (the same quantity with dρ_h − dρ_2h in place of dρ, which over-bounds the O(h²) "
+    "truncation ×3 and carries the eps/h round-off) + 2·L·K·eps64. No blur floor: a matrix acting on features needs "
+    "no interpolation. The model's own dtype is not differentiated here (its round-off is judged at the elements)"
+)
+
+
+def _lie_features(prop: Equivariant, oracle: "Oracle", x: torch.Tensor, scale: torch.Tensor) -> dict[str, Any]:
+    """The Lie derivative of an SO(3)/O(3) claim on features, on the float64 oracle, with its threshold (LIE_FEATURES_TEXT)."""
+    from torch.func import jvp
+
+    rin, rout = prop.rho_in.rep, prop.rho_out.rep  # type: ignore[union-attr]
+    x = x.to(torch.float64)
+
+    def mat(M: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(M, dtype=torch.float64, device=x.device)
+
+    def defect(model: torch.nn.Module, d_in: torch.Tensor, d_out: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            y, jv = jvp(lambda t: model(t), (x,), (x @ d_in.T,))
+        return _norms(jv - y @ d_out.T, None) / scale
+
+    values, thresholds, storage, fd = [], [], [], []
+    for A in prop.group.lie_algebra():
+        d_in, d_out = mat(rin.lie(A)), mat(rout.lie(A))
+        base = defect(oracle.m64, d_in, d_out)
+        moved = torch.zeros_like(base)
+        for t in range(oracle.n_draws):
+            moved = torch.maximum(moved, (defect(oracle.twin(t), d_in, d_out) - base).abs())
+        # dρ at twice the step (space.irreps' lie(A, h)), with the sign of an inverted representation
+        d_in2 = mat((-1 if rin.inverted else 1) * rin._lie(A, 2e-5))  # type: ignore[misc]
+        d_out2 = mat((-1 if rout.inverted else 1) * rout._lie(A, 2e-5))  # type: ignore[misc]
+        err = defect(oracle.m64, d_in - d_in2, d_out - d_out2)
+        th = LAMBDA_STORAGE * moved + err + oracle.round64_fixed
+        k = int(torch.argmax(base / th.clamp_min(1e-300)))
+        values.append(float(base[k]))
+        thresholds.append(float(th[k]))
+        storage.append(float(moved.max()))
+        fd.append(float(err.max()))
+    ratios = [v / t if t > 0 else (math.inf if v > 0 else 0.0) for v, t in zip(values, thresholds)]
+    w = int(np.argmax(ratios))
+    return {"generators": "L_x, L_y, L_z: (L_a)_bc = −ε_abc", "per_generator": values,
+            "thresholds_per_generator": thresholds, "storage_per_generator": storage,
+            "finite_difference_per_generator": fd, "value": values[w], "threshold": thresholds[w],
+            "violated": not all(r <= 1.0 for r in ratios), "dtype": "float64 (the oracle)",
+            "definition": LIE_FEATURES_TEXT}
+
+
 def _lie_path(action: Action, t_in: torch.Tensor, t: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     """ρ(exp(tA)) applied to t_in, differentiable in t (fibre by the matrix exponential, base space by FFT shears)."""
     assert isinstance(action, ImageField)
@@ -678,7 +737,10 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
     search: dict[str, Any] = {}
     if max_examples > 0:
         refuted = bool(violating)
-        search = run_search(prop, oracle, x, elements, enumerated, win_out, judged.s_data, seed,
+        # features: the checked elements (signed permutations and Haar draws) go on every search input, as a finite
+        # group's do; only image fields under SO(2)/O(2) draw an element with each input
+        search = run_search(prop, oracle, x, elements, enumerated or isinstance(prop.rho_in, FeatureAction),
+                            win_out, judged.s_data, seed,
                             prop.search_budget(budget, max_examples, refuted), refuted, domain)
 
     lie: dict[str, Any] = {}
@@ -694,6 +756,10 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
         lie = {"generator": "A = [[0, −1], [1, 0]] (rotation)", "value": lie_model, "floor": lie_floor,
                "threshold": lie_thr, "violated": not (lie_model <= lie_thr),
                "definition": "‖d/dt f(ρ_in(e^{tA})x) − dρ_out(A) f(x) − (base-space derivative)‖ / S(x) at t = 0, by jvp"}
+        if lie["violated"]:
+            violating.append("Lie derivative")
+    elif isinstance(prop.group, SpaceGroup) and isinstance(prop.rho_in, FeatureAction):
+        lie = _lie_features(prop, oracle, x, judged.scale)
         if lie["violated"]:
             violating.append("Lie derivative")
 
@@ -724,6 +790,8 @@ def _measure(prop: Equivariant, model: torch.nn.Module, *, task: Any, seed: int,
         classification = "none"
     n_exact = len(exact)
     what = (f"all {len(elements)} elements of {prop.group}" if enumerated
+            else f"{len(elements)} elements of {prop.group} ({len(elements) - prop.n_haar} signed permutations + "
+                 f"{prop.n_haar} Haar-drawn, all held to round-off)" if isinstance(prop.group, SpaceGroup)
             else f"{len(elements)} elements of {prop.group} (4 exact quarter turns{' and flips' if prop.group.flips else ''} + {prop.n_haar} Haar-drawn)")
     if any(not math.isfinite(e) for e in errors + errors64):
         verdict, summary = Verdict.ERROR, "non-finite equivariance error: the model produced inf/nan"
@@ -989,6 +1057,8 @@ def search_domain(prop: "Equivariant", pool: torch.Tensor, labels: Sequence[str]
                                 group=None if G.finite else G)  # type: ignore[arg-type]
     if isinstance(prop.rho_in, SetAction):
         return SetDomain(pool, graph=prop.rho_in.graph)
+    if isinstance(prop.rho_in, FeatureAction):
+        return FeatureDomain(pool)
     return None
 
 

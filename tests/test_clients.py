@@ -31,6 +31,9 @@ CLIENTS = {
     "geotorch-so2": ("geotorch", {"Symplectic": "holds", "VolumePreserving": "holds", "Invertible": "holds"}),
     "e3nn-deepsets": ("e3nn", {"Equivariant": "holds"}),
     "e3nn-deepsets-index": ("e3nn", {"Equivariant": "violated"}),
+    "e3nn-o3-cloud": ("e3nn", {"Equivariant": "holds"}),
+    "e3nn-o3-cloud-bias": ("e3nn", {"Equivariant": "violated"}),
+    "e3nn-o3-cloud-leaky-gate": ("e3nn", {"Equivariant": "violated"}),
 }
 
 

@@ -64,7 +64,8 @@ def test_feature_action_on_points_and_its_shape_errors():
     assert torch.allclose(y[..., 1:], x[..., 1:].double() @ torch.as_tensor(g.matrix).T)
     assert torch.equal(y[..., :1], x[..., :1].double())
     many = act.apply_many(x, [G.identity(), g])
-    assert many.shape == (2, 2, 5, 4) and torch.allclose(many[1], y)
+    assert many.shape == (4, 5, 4) and torch.allclose(many[2:], y)  # element-major (E·B, ...), the Action protocol
+    assert torch.allclose(act.apply_paired(x, [G.identity(), g]), torch.stack([x[0].double(), y[1]]))
     with pytest.raises(InputError, match=r"\(B, 5, 4\)"):
         act.check_shape(torch.randn(2, 5, 3), "model input")
 

@@ -463,3 +463,34 @@ class SetDomain:
         else:
             x = torch.tensor(rest[0], dtype=torch.float64).reshape(1, *self.pool.shape[1:])
         return x * scale
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureDomain(SetDomain):
+    """Features (F,) or point clouds (N, F) of free real entries (an irreps layout acted on by a matrix, so no
+    band-limit): the task's inputs × U[0.25, 2] and free entries (0, or 0.01 ≤ |v| ≤ 5), at growing scales. The sets'
+    domain, minus its permutations: points are held as (N, F) (one feature vector: (1, F), flattened on render)."""
+
+    flat: bool = False  # the model reads (B, F): points carry a dummy axis of length 1
+
+    def __post_init__(self) -> None:
+        if self.pool.dim() == 2:
+            object.__setattr__(self, "pool", self.pool.unsqueeze(1))
+            object.__setattr__(self, "flat", True)
+        if self.pool.dim() != 3 or self.pool.shape[0] < 1:
+            raise InputError("FeatureDomain.pool", tuple(self.pool.shape), "(P ≥ 1, F) features or (P, N, F) point "
+                             "clouds", "pass the task's inputs as a float64 batch")
+
+    def render(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        return x.flatten(1) if self.flat else x
+
+    def describe(self) -> dict:
+        shape = list(self.pool.shape[2:]) if self.flat else list(self.pool.shape[1:])
+        return {"kind": "features" if self.flat else "point clouds", "pool": int(self.pool.shape[0]), "shape": shape,
+                "scales": [f"{s:g}" for s in self.scales()],
+                "inputs": "s · (task input × U[0.25, 2], or free entries 0 or 0.01 ≤ |v| ≤ 5), s in the scales"}
+
+    def describe_input(self, x: torch.Tensor) -> str:
+        vals = np.round((x.flatten() if self.flat else x).detach().cpu().numpy(), 4).tolist()
+        return f"{'features' if self.flat else 'point cloud'} {vals}"

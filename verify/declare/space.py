@@ -262,7 +262,10 @@ class FeatureAction(Action):
                              "vector), and points=N for point clouds")
 
     def exact(self, g: object) -> bool:
-        return bool(self.rep.group.is_exact_on_grid(g))  # type: ignore[arg-type]
+        """Always True: ρ(g) is a matrix product on the features, with no interpolation, so every element (a signed
+        permutation or a Haar draw) is held to round-off. (A Haar draw's ρ(g) has rounded float64 entries, ~1e-16
+        relative; the oracle's measured round-off and its storage allowance cover that.)"""
+        return True
 
     def apply(self, t: torch.Tensor, g: object) -> torch.Tensor:
         D = torch.as_tensor(self.rep.matrix(g), dtype=torch.float64, device=t.device)
@@ -270,8 +273,13 @@ class FeatureAction(Action):
 
     def apply_many(self, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
         Ds = torch.stack([torch.as_tensor(self.rep.matrix(g), dtype=torch.float64) for g in elements]).to(t.device)
-        # (G, B, ..., F): every element on every sample
-        return torch.einsum("gij,...j->g...i", Ds, t.to(torch.float64))
+        # (G·B, ..., F), element-major, as the Action protocol stacks them: every element on every sample
+        return torch.einsum("gij,...j->g...i", Ds, t.to(torch.float64)).flatten(0, 1)
+
+    def apply_paired(self, t: torch.Tensor, elements: Sequence[object]) -> torch.Tensor:
+        """(B, ..., F): sample b acted on by elements[b]."""
+        Ds = torch.stack([torch.as_tensor(self.rep.matrix(g), dtype=torch.float64) for g in elements]).to(t.device)
+        return torch.einsum("bij,b...j->b...i", Ds, t.to(torch.float64))
 
 
 def homomorphism_error(rep: Representation, n: int = 16, seed: int = 0) -> float:
