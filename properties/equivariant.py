@@ -391,24 +391,7 @@ def _named_tensors(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
 
 
 # the float64 copy (and its storage-precision draws) is the engine's one implementation: verify/precision.py
-from verify.precision import float64_copy  # noqa: E402
-
-
-def _move_stored(tensors: Sequence[tuple[str, torch.Tensor]], stored: Mapping[str, torch.dtype],
-                 generator: torch.Generator) -> None:
-    """Move every stored non-integer number of a (train-mode, float64) twin's tensors by its storage precision, in
-    place."""
-    with torch.no_grad():
-        for name, t in tensors:
-            kind = stored.get(name, torch.float32)
-            if not t.is_floating_point() or not kind.is_floating_point:
-                continue
-            free = t != torch.round(t)  # integers (0, ±1, masks) are exact in every format
-            if not bool(free.any()):
-                continue
-            rms = t.pow(2).mean().sqrt()
-            u = (torch.rand(t.shape, generator=generator, dtype=torch.float64) * 2 - 1).to(t.device)
-            t.add_(float(torch.finfo(kind).eps) * u * (t.abs() + rms) * free)
+from verify.precision import float64_copy, move_stored  # noqa: E402
 
 
 class Oracle:
@@ -440,7 +423,7 @@ class Oracle:
             with torch.no_grad():
                 for n, t in stored_slots:
                     t.copy_(base[n])
-            _move_stored(stored_slots, stored, gen)
+            move_stored(stored_slots, stored, gen)
             self.scratch.train(was)  # eval(): escnn's caches recomputed from the moved numbers
             self.states.append({n: t.detach().clone() for n, t in _named_tensors(self.scratch)})
         # listed once: walking an escnn network's modules hashes its basis objects structurally (milliseconds a walk)

@@ -95,13 +95,7 @@ def test_a_bad_signed_is_refused():
 
 
 # --------------------------------------------------------------------------- the optimiser a Size names
-class Kick(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c = nn.Parameter(torch.tensor([0.3]))
-
-    def forward(self, x):
-        return torch.cat([x[:, :1], x[:, 1:] + self.c * x[:, :1] ** 3], dim=-1)
+from test_binding_verdicts import Kick  # noqa: E402  (p ← p + c q³: symplectic, one parameter)
 
 
 def _train_with(name, **size):

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -192,10 +192,17 @@ def float64_copy(model: nn.Module, generator: torch.Generator | None = None) -> 
 
 
 def _perturb(twin: nn.Module, stored: dict[str, torch.dtype], generator: torch.Generator) -> None:
+    move_stored(stored_tensors(twin), stored, generator)
+
+
+def move_stored(tensors: Sequence[tuple[str, torch.Tensor]], stored: Mapping[str, torch.dtype],
+                generator: torch.Generator) -> None:
+    """Move every stored non-integer number of (float64) tensors by the precision it was stored in, in place: by
+    eps(stored dtype)·u·(|θ| + rms) with u uniform in [−1, 1] (the one storage-precision draw of the project)."""
     with torch.no_grad():
-        for name, t in stored_tensors(twin):
+        for name, t in tensors:
             kind = stored.get(name, torch.float32)
-            if not kind.is_floating_point:
+            if not t.is_floating_point() or not kind.is_floating_point:
                 continue
             free = t != torch.round(t)  # integers (0, ±1, masks) are exact in every format
             if not bool(free.any()):
