@@ -247,3 +247,41 @@ def test_a_users_domain_replaces_the_search_domain_and_a_mismatched_one_is_an_er
 
     bad = img.measure_model(Blur(), seed=0, max_examples=4, untrained=False, domain=ImageFieldDomain(_pool()))
     assert bad.verdict.value == "error" and "group" in bad.summary and "ImageFieldDomain(" in bad.fix
+
+
+class FourFoldAboveAmplitude(torch.nn.Module):
+    """A mean (invariant) plus, above `limit` in amplitude, a readout weighted by X²Y²: invariant under quarter turns
+    exactly, not under 45°. A C8 claim is then violated at its interpolated elements only, and only at large
+    amplitudes."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__()
+        c = (N - 1) / 2
+        r = torch.arange(N, dtype=torch.float64) - c
+        self.register_buffer("w", (r[None, :] ** 2 * r[:, None] ** 2) * smooth_window(N) / (c ** 4))
+        self.limit = limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        big = torch.relu(x.abs().amax((-3, -2, -1)) - self.limit)[:, None]
+        return x.mean((-2, -1)) + 0.1 * big * (x * self.w.to(x.dtype)).sum((-2, -1))
+
+
+def test_interpolated_elements_are_claimed_up_to_grid_amplitude():
+    G = CyclicGroup(8)
+    kw = dict(image_size=N, n_inputs=4, grid_rtol=0.02)
+    data_max = float(Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G), spatial=False), **kw)
+                     .draw_inputs(None, 0, torch.device("cpu")).abs().max())
+    model = FourFoldAboveAmplitude(30.0 * data_max).double().eval()
+    claimed = Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G), spatial=False), grid_amplitude=10.0, **kw)
+    ev = measure_equivariance(claimed, model, seed=0, reinit=False, max_examples=8)
+    assert ev.verdict.value == "holds", ev.summary
+    beyond = ev.search["beyond_grid_amplitude"]
+    assert beyond["ratio"] > 1.0 and beyond["amplitude"] > 10.0 and beyond["element"] in ("C8[45°]", "C8[135°]",
+                                                                                          "C8[225°]", "C8[315°]")
+    assert "up to 10× the data's amplitude" in str(claimed)
+    everywhere = Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G), spatial=False), grid_amplitude=None, **kw)
+    bad = measure_equivariance(everywhere, model, seed=0, reinit=False, max_examples=8)
+    assert bad.verdict.value == "violated" and not bad.violating, bad.summary  # the data (×1) show nothing
+    assert bad.search["counterexample"]["element"] in ("C8[45°]", "C8[135°]", "C8[225°]", "C8[315°]")
+    with pytest.raises(Exception, match="grid_amplitude"):
+        Equivariant(G, ImageField(trivial(G)), ImageField(trivial(G)), grid_amplitude=-1.0)

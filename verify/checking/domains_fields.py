@@ -291,7 +291,11 @@ class ImageFieldDomain:
             s = self.HEAD + self.BUMP * j
             cx, cy = R * x[:, s, None, None], R * x[:, s + 1, None, None]
             w = self.min_feature_px + span * x[:, s + 2, None, None]
-            g = x[:, s + 3, None, None] * torch.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * w * w))
+            # an unused slot (a = 0) gets no gradient: every unused slot sits at the same place, so a gradient step
+            # would switch them all on as copies of one bump; the smoothed ascent switches one on, at a random place
+            a = x[:, s + 3]
+            a = torch.where(a.detach() != 0, a, a.detach())
+            g = a[:, None, None] * torch.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * w * w))
             k = torch.floor(x[:, s + 4].detach().clamp(0.0, 1.0 - 1e-12) * C).long()
             onehot = torch.nn.functional.one_hot(k, C).to(torch.float64)
             field = field + onehot[:, :, None, None] * g[:, None]

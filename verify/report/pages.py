@@ -153,6 +153,10 @@ def _search_text(search: Any) -> str:
     if ce:
         text += (f"; **counterexample** (shrunk): e({ce['element']}) = {_fmt(ce['error'])} (threshold {_fmt(ce['threshold'])}), "
                  f"float64 {_fmt(ce['error_float64'])} (threshold {_fmt(ce['threshold_float64'])}) on {ce['input']}")
+    beyond = search.get("beyond_grid_amplitude")
+    if beyond:
+        text += (f"; beyond the claimed amplitude (not judged): e({beyond['element']}) = {_fmt(beyond['error'])}, "
+                 f"e/threshold ≤ {_fmt(beyond['ratio'])} at {_fmt(beyond['amplitude'])}× the data on {beyond['input']}")
     if search.get("budget_rule"):
         text += f"; budget: {search['budget_rule']}"
     return text
