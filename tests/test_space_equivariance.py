@@ -122,3 +122,16 @@ def test_an_input_of_the_wrong_shape_is_an_error_naming_the_expected_shape():
     assert ev.verdict is Verdict.ERROR, ev.summary
     assert "(B, 5, 4)" in ev.summary and "(6, 5, 3)" in ev.summary, ev.summary
     assert "points=N" in ev.fix or "irreps" in ev.fix, ev.fix
+
+
+def test_a_report_page_is_written_for_a_rotation_claim(tmp_path):
+    """The report reads the evidence of an SO(3)/O(3) claim (its Lie derivative has no blur floor) without failing."""
+    from verify import check
+    from verify.report.pages import write_architecture
+
+    model = InvariantCloud(seed=0).eval()
+    result = check(model, claims=[cloud_claim()], rollout_steps=0, max_examples=4)
+    assert result.results[0].verdict is Verdict.HOLDS, result.results[0].numeric.summary
+    page = write_architecture(result, tmp_path)
+    text = (page if page.is_file() else page / "README.md").read_text()
+    assert "Lie derivative" in text and "threshold" in text

@@ -170,7 +170,8 @@ def _equivariance_section(m: Any) -> list[str]:
         ("violating", ", ".join(m.violating) or "none"),
         ("exact-element tolerance", f"{_fmt(m.tolerance)} = {m.tolerance_formula}"),
         ("interpolated rule", m.floor_rule),
-        ("Lie derivative", "—" if not m.lie else f"{_fmt(m.lie['value'])} (floor {_fmt(m.lie['floor'])}, threshold {_fmt(m.lie['threshold'])})"),
+        ("Lie derivative", "—" if not m.lie else f"{_fmt(m.lie['value'])} ("
+         + (f"floor {_fmt(m.lie['floor'])}, " if "floor" in m.lie else "") + f"threshold {_fmt(m.lie['threshold'])})"),
         ("search", _search_text(m.search)),
         ("dtype / device / seed / inputs", f"{m.dtype} / {m.device} / {m.seed} / {m.n_inputs}"),
         ("seconds", f"{m.seconds:.2f}"),
