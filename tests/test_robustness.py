@@ -120,11 +120,20 @@ def test_ctrl_c_removes_the_work_in_progress_and_keeps_the_previous_files(baseli
     proc = subprocess.Popen([sys.executable, "-m", "verify.cli", "report", *QUICK, "--seed", "1", "--out", str(out)],
                             cwd=tmp_path, env=_env(VERIFY_TEST_HOOK="pause@before-swap:la-sympnet",
                                                    VERIFY_TEST_HOOK_RELEASE=str(release)),
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            # a child inherits an ignored SIGINT (Python then installs no KeyboardInterrupt handler):
+                            # whatever this test process's SIGINT disposition is, the command gets the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _wait_for_pause(proc, "before-swap:la-sympnet")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"the report did not stop within 120 s of SIGINT (this process's SIGINT handler: "
+                        f"{signal.getsignal(signal.SIGINT)!r}); its stderr:\n{err[-3000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
