@@ -38,6 +38,7 @@ from verify.files import atomic_write_text, hook, staged_folder
 from verify.declare.registry import Architecture, get, get_task
 
 TENSORS = "model.safetensors"
+CACHE_ORIGIN = "loaded from the trained-model cache"
 RECORD = "checkpoint.json"
 
 
@@ -171,9 +172,13 @@ class Trained:
     seconds: float = 0.0
     steps: int = 0
     checkpoint: str | None = None
-    cached: bool = False  # loaded from the trained-model cache (the same fingerprint trained it before)
     fingerprint: str | None = None  # of everything training read (training_fingerprint)
     origin: str = "trained"  # or why a checkpoint was loaded instead
+
+    @property
+    def cached(self) -> bool:
+        """Loaded from the trained-model cache (the same fingerprint trained it before)."""
+        return self.origin.startswith(CACHE_ORIGIN)
 
 
 def train(
@@ -407,7 +412,7 @@ def train_cached(arch: Architecture | str, size: str = "quick", *, seed: int = 0
         if entry.is_dir():
             try:
                 trained = load_checkpoint(entry, arch, device=device)
-                trained.cached, trained.origin = True, f"loaded from the trained-model cache ({entry.name})"
+                trained.origin = f"{CACHE_ORIGIN} ({entry.name})"
                 return trained
             except CheckpointError:
                 shutil.rmtree(entry, ignore_errors=True)
