@@ -473,7 +473,9 @@ def check_homomorphism(rep: Representation, n_samples: int = 32, seed: int = 0, 
             if any(e != 0 for e in diff):
                 failures.append((repr(g), repr(h)))
         return HomomorphismCheck(repr(rep), len(els) ** 2, True, 0.0 if not failures else math.inf, tuple(failures))
-    els = G.elements() if G.finite else G.haar_sample(n_samples, seed)
+    # a continuous group with elements that act exactly (SO(3)'s signed permutations) checks a few of those too
+    exact = tuple(getattr(G, "exact_elements", lambda: ())()[:8]) if not G.finite else ()
+    els = G.elements() if G.finite else exact + tuple(G.haar_sample(n_samples, seed))
     # float64 products of size-d matrices with entries ≤ 1: error ≤ d·eps per entry (Higham), doubled for ρ(gh)
     tol = tol if tol is not None else 4.0 * rep.size * np.finfo(np.float64).eps
     worst = 0.0

@@ -16,7 +16,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -284,9 +284,6 @@ class FeatureAction(Action):
 
 def homomorphism_error(rep: Representation, n: int = 16, seed: int = 0) -> float:
     """max |ρ(gh) − ρ(g)ρ(h)| over exact and Haar-drawn pairs (float64): a check of the representation itself."""
-    G = rep.group
-    els: list[Any] = list(G.exact_elements()[:8]) + list(G.haar_sample(n, seed))  # type: ignore[attr-defined]
-    worst = 0.0
-    for g, h in itertools.product(els, els):
-        worst = max(worst, float(np.abs(rep(g) @ rep(h) - rep(G.compose(g, h))).max()))
-    return worst
+    from verify.declare.groups import check_homomorphism
+
+    return check_homomorphism(rep, n_samples=n, seed=seed).max_error
