@@ -212,6 +212,20 @@ def move_stored(tensors: Sequence[tuple[str, torch.Tensor]], stored: Mapping[str
             t.add_(float(torch.finfo(kind).eps) * u * (t.abs() + rms) * free)
 
 
+def rounding_draw(t: torch.Tensor, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A copy of float64 `t` whose samples `rows` (a mask on the first axis) are moved as float64 rounding moves a
+    computed number: by eps64·u·(|v| + rms of the sample), u uniform in [−1, 1]. What a group action's own round-off
+    (a rotation's rounded entries and dot products) does to the oracle is measured with it, like the storage draws."""
+    if not bool(rows.any()):
+        return t
+    sub = t[rows]
+    rms = sub.flatten(1).pow(2).mean(1).sqrt().view(-1, *([1] * (sub.dim() - 1)))
+    u = (torch.rand(sub.shape, generator=generator, dtype=torch.float64) * 2 - 1).to(t.device)
+    out = t.clone()
+    out[rows] = sub + float(torch.finfo(torch.float64).eps) * u * (sub.abs() + rms)
+    return out
+
+
 def stored_precision(model: nn.Module) -> dict[str, int]:
     """How many stored non-integer numbers the model keeps per dtype (what the storage draws move)."""
     out: dict[str, int] = {}

@@ -226,6 +226,15 @@ class Action:
     def exact(self, g: object) -> bool:
         raise NotImplementedError
 
+    def rounds(self, g: object) -> bool:
+        """Whether applying ρ(g) in float64 rounds (an interpolation, or a matrix with entries other than 0 and ±1):
+        the oracle then draws that round-off, as it draws the parameters' storage precision. True unless known."""
+        return True
+
+
+def integer_matrix(M: object) -> bool:
+    return bool(np.all(np.isin(np.asarray(M, dtype=np.float64), (0.0, 1.0, -1.0))))
+
 
 @dataclass(frozen=True)
 class ImageField(Action):
@@ -261,6 +270,9 @@ class ImageField(Action):
 
     def exact(self, g: PlaneElement) -> bool:
         return (not self.spatial) or self.group.is_exact_on_grid(self._used(g))
+
+    def rounds(self, g: PlaneElement) -> bool:
+        return not self.exact(g) or not integer_matrix(self.rep.matrix(self._used(g)))
 
     def apply(self, t: torch.Tensor, g: PlaneElement) -> torch.Tensor:
         return self.apply_many(t, [g])
@@ -323,6 +335,9 @@ class SetAction(Action):
 
     def exact(self, g: Permutation) -> bool:
         return True
+
+    def rounds(self, g: Permutation) -> bool:
+        return False
 
     def apply(self, t: torch.Tensor, g: Permutation) -> torch.Tensor:
         return self.apply_many(t, [g])

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from verify.declare.actions import Action
+from verify.declare.actions import Action, integer_matrix
 from verify.declare.groups import Group, Representation
 from verify.errors import InputError
 
@@ -263,9 +263,12 @@ class FeatureAction(Action):
 
     def exact(self, g: object) -> bool:
         """Always True: ρ(g) is a matrix product on the features, with no interpolation, so every element (a signed
-        permutation or a Haar draw) is held to round-off. (A Haar draw's ρ(g) has rounded float64 entries, ~1e-16
-        relative; the oracle's measured round-off and its storage allowance cover that.)"""
+        permutation or a Haar draw) is held to round-off. (A Haar draw's ρ(g) has rounded float64 entries and
+        rounds when applied: `rounds` says so, and the oracle draws that round-off.)"""
         return True
+
+    def rounds(self, g: object) -> bool:
+        return not integer_matrix(self.rep.matrix(g))
 
     def apply(self, t: torch.Tensor, g: object) -> torch.Tensor:
         D = torch.as_tensor(self.rep.matrix(g), dtype=torch.float64, device=t.device)
