@@ -1,6 +1,10 @@
 """Every registered architecture is tested, reported and documented."""
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from verify.declare.registry import all_architectures
 
@@ -85,3 +89,29 @@ def test_a_selection_that_matches_nothing_is_a_usage_error_that_says_so():
     proc, items = _collect("--verify-only", "no-such-architecture-*")
     assert proc.returncode != 0 and not items
     assert "selects no registered architecture" in proc.stdout + proc.stderr
+
+
+def test_a_registered_claims_test_id_names_its_architecture_group():
+    from verify.pytest_plugin import architecture_group
+
+    assert architecture_group("tests/test_registered_claims.py::test_claim[g-sympnet::Symplectic]") == "architecture:g-sympnet"
+    assert architecture_group("tests/test_x.py::test_y[3]") is None
+    assert architecture_group("tests/test_x.py::test_y") is None
+
+
+def test_with_xdist_an_architectures_claims_share_one_worker():
+    """`-n 2 --dist loadgroup` runs every test of one architecture on one worker (checked once per worker), whatever
+    pytest's node-id scheme: on pytest 9.2 xdist's own grouping is silently lost (pytest-xdist#1386)."""
+    pytest.importorskip("xdist")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_registered_claims.py", "-v", "-n", "2",
+                           "--dist", "loadgroup", "-p", "no:cacheprovider", "--verify-only", "la-sympnet,g-sympnet"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    workers: dict[str, set[str]] = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("[gw") and "[" in line.split("::", 1)[-1]:
+            worker = line.split("]", 1)[0][1:]
+            arch = line.rsplit("[", 1)[1].split("::", 1)[0]
+            workers.setdefault(arch, set()).add(worker)
+    assert set(workers) == {"la-sympnet", "g-sympnet"}, proc.stdout[-3000:]
+    assert all(len(w) == 1 for w in workers.values()), workers

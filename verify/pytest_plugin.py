@@ -9,8 +9,9 @@ claim came out as expected (proved/holds, or violated for a control's false clai
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import pytest
 
@@ -69,6 +70,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"selects no registered architecture (there are {len(all_architectures())}); "
                 "fix the pattern (see `verify list`) or drop the option")
         metafunc.parametrize("registered_claim", params, indirect=True)
+
+
+# a registered claim's test id ends in [architecture::Claim]; its group is the architecture
+_CLAIM_ID = re.compile(r"\[([^\[\]]+)::[^\[\]:]+\]$")
+
+
+def architecture_group(nodeid: str) -> str | None:
+    """The xdist group of a registered claim's test ("architecture:NAME"), None for any other test."""
+    m = _CLAIM_ID.search(nodeid)
+    return f"architecture:{m.group(1)}" if m else None
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup` that groups a registered architecture's claims on one worker whatever the pytest version.
+
+    xdist's own loadgroup marks a group by rewriting the item's node id; pytest 9.2 derives node ids from a structured
+    id instead, so the rewrite is silently lost and every claim of an architecture can land on a different worker, each
+    re-checking it (pytest-xdist#1386: `pytest -n 2` then took as long as one process). This scheduler reads the group
+    from the test id itself; the `xdist_group` marks stay for the xdist versions where they work."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler.loadgroup import LoadGroupScheduling
+
+    class ArchitectureGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != nodeid:  # a group suffix xdist could still write
+                return scope
+            return architecture_group(nodeid) or nodeid
+
+    return ArchitectureGroups(config, log)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
