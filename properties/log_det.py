@@ -9,13 +9,136 @@ The model reports its log-determinant through a method (default `log_det(x) -> (
 another); `inverse_method` names the inverse's (log|det J_{f⁻¹}(y)|, checked against the inverse's own Jacobian)."""
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
+from verify.derive.polynomial import SPoly, to_ring
+from verify.derive.symbolic import Traced, Undecidable, _from_ring
 from verify.errors import InputError
 from verify.properties.base import MapProperty, Probe, Tolerance, condition_scale, depth_dim_tolerance
+
+if TYPE_CHECKING:
+    from verify.declare.subject import Subject
+    from verify.evidence import Evidence
+
+
+# -- the exact stage: det J of a block by structure, and log|det J| where it is ± a product of exponentials ------------
+
+
+def _perm_sign(order: list[int]) -> int:
+    """Sign of the permutation that sorts `order` (by cycle count)."""
+    pos = sorted(range(len(order)), key=lambda k: order[k])
+    seen, sign = [False] * len(order), 1
+    for i in range(len(order)):
+        if not seen[i]:
+            j, length = i, 0
+            while not seen[j]:
+                seen[j], j, length = True, pos[j], length + 1
+            sign *= -1 if length % 2 == 0 else 1
+    return sign
+
+
+def structured_det(traced: Traced) -> Any:
+    """det J exactly, using the structure flow layers have: rows or columns with a single non-zero entry (triangular and
+    permutation factors: coupling, actnorm, the L, U and P factors of a 1×1 convolution, squeezes) are expanded by
+    Laplace, what is left splits into independent square blocks (one per pixel, say), each eliminated over QQ."""
+    J, one = traced.jacobian, traced.backend.one
+    n = len(J)
+    rows, cols = list(range(n)), list(range(n))
+    nz_r = {i: {j for j in range(n) if J[i][j]} for i in range(n)}
+    nz_c: dict[int, set[int]] = {j: set() for j in range(n)}
+    for i, js in nz_r.items():
+        for j in js:
+            nz_c[j].add(i)
+    factor, sign = one, 1
+
+    def drop(i: int, j: int) -> None:
+        nonlocal factor, sign
+        sign *= -1 if (rows.index(i) + cols.index(j)) % 2 else 1
+        factor = factor * J[i][j]
+        rows.remove(i)
+        cols.remove(j)
+        for j2 in nz_r.pop(i):
+            nz_c[j2].discard(i)
+        for i2 in nz_c.pop(j):
+            nz_r[i2].discard(j)
+
+    changed = True
+    while changed and rows:
+        changed = False
+        for i in list(rows):
+            if i in nz_r and len(nz_r[i]) <= 1:
+                if not nz_r[i]:
+                    return traced.backend.zero  # a zero row: singular
+                drop(i, next(iter(nz_r[i])))
+                changed = True
+        for j in list(cols):
+            if j in nz_c and len(nz_c[j]) <= 1:
+                if not nz_c[j]:
+                    return traced.backend.zero
+                drop(next(iter(nz_c[j])), j)
+                changed = True
+    if not rows:
+        return factor * sign
+    # independent blocks: connected components of the bipartite graph of the remaining non-zeros
+    parent = {("r", i): ("r", i) for i in rows} | {("c", j): ("c", j) for j in cols}
+
+    def find(a: tuple) -> tuple:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i in rows:
+        for j in nz_r[i]:
+            parent[find(("r", i))] = find(("c", j))
+    comps: dict[tuple, tuple[list[int], list[int]]] = {}
+    for i in rows:
+        comps.setdefault(find(("r", i)), ([], []))[0].append(i)
+    for j in cols:
+        comps.setdefault(find(("c", j)), ([], []))[1].append(j)
+    row_order, col_order = [], []
+    from sympy.polys.matrices import DomainMatrix
+
+    for rs, cs in comps.values():
+        if len(rs) != len(cs):
+            return traced.backend.zero  # structurally singular
+        row_order += rs
+        col_order += cs
+        ring, flat = to_ring([J[i][j] for i in rs for j in cs], traced.backend.symbols)
+        k = len(rs)
+        block = DomainMatrix([flat[a * k:(a + 1) * k] for a in range(k)], (k, k), ring.to_domain()).det()
+        factor = factor * (_from_ring(block, traced.backend.symbols) if block else SPoly())
+    sign *= _perm_sign([rows.index(i) for i in row_order]) * _perm_sign([cols.index(j) for j in col_order])
+    return factor * sign
+
+
+def exact_log_abs_det(traced: Traced) -> Any:
+    """log|det J| as a polynomial, when det J = ±exp(a₁)···exp(a_k) (flow layers: couplings, scalings, actnorm, LU
+    factors, permutations); else Undecidable: a log of another polynomial has no exact form in this algebra."""
+    det = traced.reduce(structured_det(traced))
+    if hasattr(det, "ring") and not isinstance(det, SPoly):  # reduced modulo exp(a)·exp(−a) = 1: back to SPoly
+        det = _from_ring(det, traced.backend.symbols)
+    elif not isinstance(det, SPoly):
+        det = SPoly.const(det) if det else SPoly()
+    backend = traced.backend
+    meaning = getattr(backend, "meaning", {})
+    if len(det.t) == 1:
+        (mono, coeff), = det.t.items()
+        if abs(coeff) == 1 and all(meaning.get(g, ("",))[0] == "exp(@)" for g in mono):
+            total = SPoly()
+            for g in mono:
+                total = total + meaning[g][1]
+            return total
+    shown = traced.to_expr(det) if len(det.t) <= 6 else f"a polynomial of {len(det.t)} terms"
+    raise Undecidable(f"det J = {shown} is not ± a product of exponentials, so log|det J| has no exact polynomial form "
+                      "here and the reported log-determinant cannot be compared with it exactly; the numeric stage "
+                      "decides. Fix: write the layer's scales as exp(·) of its log-scales (as RealNVP and Glow do)")
 
 
 def reported_log_det(model: torch.nn.Module, x: torch.Tensor, method: str) -> torch.Tensor:
@@ -57,6 +180,35 @@ class LogDet(MapProperty):
     defect_text: ClassVar[str] = (
         r"|\mathrm{logdet}_f(x) - \log|\det J|| \,/\, \big((1+|\log|\det J||)\max(1,\kappa_2(J))\big)"
     )
+
+    def exact_residual(self, traced: Traced) -> dict[str, Any]:
+        if traced.reported_log_det is None:
+            raise Undecidable("the symbolic block declares no reported log-determinant, so the number the layer "
+                              "returns cannot be compared with log|det J| exactly. Fix: declare "
+                              "SymbolicBlock(..., log_det=lambda b, x: <the terms the layer's log_det sums>)")
+        reported = traced.reported_log_det
+        if not isinstance(reported, SPoly):
+            reported = SPoly.const(reported) if reported else SPoly()
+        r = traced.reduce(reported - exact_log_abs_det(traced))
+        return {} if r == 0 else {"log_det": r}
+
+    def float_residual(self, traced: Traced) -> float:
+        if traced.reported_log_det is None:
+            raise Undecidable("no reported log-determinant")
+        sign, logabs = np.linalg.slogdet(np.array(traced.jacobian, dtype=float))
+        return abs(float(traced.reported_log_det) - float(logabs)) if sign != 0 else math.inf
+
+    def _exact(self, subject: "Subject") -> "Evidence | None":
+        # with inverse_method, the inverse's reported log-det is proved against the inverse's own Jacobian: every block's
+        # inverse program becomes a block of its own (SymbolicBlock.inverse_view), proved beside the forward
+        if self.inverse_method is None or not subject.blocks:
+            return super()._exact(subject)
+        blocks = []
+        for block in subject.blocks:
+            blocks.append(block)
+            if block.inverse is not None:
+                blocks.append(block.inverse_view())
+        return super()._exact(dataclasses.replace(subject, blocks=blocks))
 
     def __post_init__(self) -> None:
         super().__post_init__()

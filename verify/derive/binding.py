@@ -119,6 +119,9 @@ def usage(block: SymbolicBlock) -> Usage:
     y = block.forward(b, b.state(block.dim))
     if block.inverse is not None:
         block.inverse(b, Vec(b, list(y.vals), None))
+    for program in (block.log_det, block.inverse_log_det):  # a reported log-det reads the same parameters
+        if program is not None:
+            program(b, b.state(block.dim))
     found = Usage(parameters=dict(b.shapes), functions=dict(backend.kinds))
     _USAGE[block] = found
     return found

@@ -12,7 +12,7 @@ from verify.properties.invertible import NoInverse
 from verify.errors import SymbolicTimeout
 from verify.evidence import BlockResult, Evidence, Failure, Proof, Refutation, Verdict
 from verify.derive.polynomial import SPoly
-from verify.derive.symbolic import SymbolicBlock, Traced, collect, float_parameters, trace_exact, trace_float
+from verify.derive.symbolic import SymbolicBlock, Traced, Undecidable, collect, float_parameters, trace_exact, trace_float
 from verify.timelimit import within_limit
 
 DEFAULT_TIME_LIMIT = 20.0
@@ -89,6 +89,9 @@ def prove_block(prop: Property, block: SymbolicBlock, time_limit: float) -> Bloc
     except NoInverse as exc:
         return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
                            message=f"{exc}; fix: give the SymbolicBlock an inverse program")
+    except Undecidable as exc:  # the obligation has no exact decision here: undecided, with the reason and its fix
+        return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
+                           message=str(exc))
     except Exception as exc:  # a broken block program is the check failing, not a refutation
         return BlockResult(block.name, Verdict.ERROR, prop.obligation, "", time.perf_counter() - start,
                            message=f"the symbolic program of block {block.name!r} failed: {type(exc).__name__}: {exc}")

@@ -47,6 +47,11 @@ Row = dict  # sparse Jacobian row: column index -> scalar
 KNOWN_FUNCTIONS = ("tanh", "sigmoid", "exp", "softplus", "sin", "cos")
 
 
+class Undecidable(Exception):
+    """An obligation this exact algebra cannot decide for this block (the message says why, and the fix): the symbolic
+    stage ends `undecided`, never `proved` and never `violated`."""
+
+
 def _check_known(fname: str) -> None:
     if fname not in KNOWN_FUNCTIONS:
         raise ValueError(f"unknown concrete function {fname!r}; expected one of {KNOWN_FUNCTIONS}")
@@ -483,10 +488,21 @@ class SymbolicBlock:
     forward: Program
     inverse: Program | None = None
     description: str = ""
+    # the log-determinant the layer *reports* (what its code's log_det returns), as a program (b, x) -> Vec whose
+    # entries are summed: a flow's likelihood is built on this number, not on J, so LogDet proves
+    # reported − log|det J| = 0 for it; `inverse_log_det` is the inverse's report, as a program of the inverse's input y
+    log_det: Program | None = None
+    inverse_log_det: Program | None = None
 
     def __repr__(self) -> str:
         inv = ", with inverse" if self.inverse else ""
-        return f"SymbolicBlock({self.name!r}, dim={self.dim}{inv})"
+        ld = ", with log-det" if self.log_det else ""
+        return f"SymbolicBlock({self.name!r}, dim={self.dim}{inv}{ld})"
+
+    def inverse_view(self) -> "SymbolicBlock":
+        """The inverse as a block of its own (its forward is this block's inverse program, its reported log-det the
+        inverse's), so that the inverse's log-determinant is proved against the inverse's own Jacobian."""
+        return _inverse_view(self)
 
 
 @dataclass
@@ -499,6 +515,7 @@ class Traced:
     backend: _Backend
     inverse_of_outputs: list[Any] | None = None
     meaning: dict[str, str] = field(default_factory=dict)
+    reported_log_det: Any | None = None  # the sum of the block's log_det program at the input (None: none declared)
 
     def reduce(self, value: Any) -> Any:
         """An exact residual modulo the identities of the abstract functions (e.g. exp(a)exp(−a) = 1)."""
@@ -531,6 +548,40 @@ def _from_ring(value: Any, symbols: Sequence[sp.Symbol]) -> SPoly:
 
 def _dense(rows: list[Row], n: int, zero: Any) -> list[list[Any]]:
     return [[r.get(j, zero) for j in range(n)] for r in rows]
+
+
+def _inverse_view_uncached(block: SymbolicBlock) -> SymbolicBlock:
+    if block.inverse is None:
+        raise ValueError(f"block {block.name!r} has no inverse program; fix: give the SymbolicBlock an inverse=")
+    return SymbolicBlock(f"{block.name} (inverse)", block.dim, block.inverse, block.forward, block.description,
+                         log_det=block.inverse_log_det, inverse_log_det=block.log_det)
+
+
+_VIEWS: dict[int, tuple[SymbolicBlock, SymbolicBlock]] = {}
+
+
+def _inverse_view(block: SymbolicBlock) -> SymbolicBlock:
+    # one view object per block, so that the exact trace of the view is cached like the block's own
+    hit = _VIEWS.get(id(block))
+    if hit is None or hit[0] is not block:
+        hit = (block, _inverse_view_uncached(block))
+        _VIEWS[id(block)] = hit
+    return hit[1]
+
+
+def _sum(backend: _Backend, v: Any) -> Any:
+    vals = v.vals if isinstance(v, Vec) else list(v)
+    total = backend.zero
+    for t in vals:
+        total = total + t
+    return total
+
+
+def reported_log_det(block: SymbolicBlock, b: Builder, x: Vec) -> Any | None:
+    """The block's reported log-determinant at x (the sum of its log_det program's entries), None when it declares none."""
+    if block.log_det is None:
+        return None
+    return _sum(b.backend, block.log_det(b, Vec(b, list(x.vals), None)))
 
 
 def _run(block: SymbolicBlock, backend: _Backend, with_inverse: bool) -> tuple[Builder, Vec, Vec, Vec | None]:
@@ -603,18 +654,20 @@ class _Fingerprint(_Float):
 def trace_exact(block: SymbolicBlock) -> Traced:
     """The block over QQ[parameters, abstract-function symbols], with its exact Jacobian."""
     inventory = _Fingerprint()
-    _run(block, inventory, with_inverse=True)
+    b0, x0, _, _ = _run(block, inventory, with_inverse=True)
+    reported_log_det(block, b0, x0)  # its symbols are counted too
     names = list(inventory.values)
     n_opaque = inventory.needed
     symbols = [sp.Symbol(nm) for nm in names] + [sp.Symbol(f"_s{i}") for i in range(n_opaque)]
     backend = _Ring(symbols, {nm: i for i, nm in enumerate(names)})
-    _, x, y, back = _run(block, backend, with_inverse=True)
+    b, x, y, back = _run(block, backend, with_inverse=True)
     traced = Traced(
         inputs=x.vals,
         outputs=y.vals,
         jacobian=_dense(y.jac, block.dim, backend.zero),
         backend=backend,
         inverse_of_outputs=None if back is None else back.vals,
+        reported_log_det=reported_log_det(block, b, x),
     )
     traced.meaning = _LazyMeaning(backend)
     return traced
@@ -645,13 +698,14 @@ def trace_float(block: SymbolicBlock, seed: int, x: Sequence[float] | None = Non
     if x is not None:
         for i, xi in enumerate(x):
             backend.values[f"x_{i}"] = float(xi)
-    _, xv, y, back = _run(block, backend, with_inverse=True)
+    b, xv, y, back = _run(block, backend, with_inverse=True)
     return Traced(
         inputs=xv.vals,
         outputs=y.vals,
         jacobian=_dense(y.jac, block.dim, 0.0),
         backend=backend,
         inverse_of_outputs=None if back is None else back.vals,
+        reported_log_det=reported_log_det(block, b, xv),
     )
 
 
@@ -766,8 +820,10 @@ def trace_torch(
     values: Mapping[str, "torch.Tensor"],
     functions: Mapping[str, Callable[..., Any]],
     inverse: bool = False,
+    log_det: bool = False,
 ) -> "torch.Tensor":
-    """The block's forward (or its inverse program) on a batch x of shape (B, n), float64.
+    """The block's forward (or its inverse program) on a batch x of shape (B, n), float64; with `log_det`, the log-det
+    the block reports (its log_det program, or inverse_log_det with `inverse`) at x, shape (B,).
 
     `values` maps the block's scalar symbol names (a_0, K_01, h, ...) to 0-d float64
     tensors; `functions` maps each abstract function to a callable: an elementwise one
@@ -790,6 +846,11 @@ def trace_torch(
             raise InputError(f"dtype of the value bound to {name!r}", v.dtype, "torch.float64",
                              "bind the tensors of a float64 copy of the module")
     program = block.inverse if inverse else block.forward
+    if log_det:
+        program = block.inverse_log_det if inverse else block.log_det
+        if program is None:
+            raise InputError("log-det program of block", block.name, "a block with log_det= (and inverse_log_det=)",
+                             "declare the log-determinant the layer reports on its SymbolicBlock")
     if program is None:
         raise InputError("inverse of block", block.name, "a block with an inverse program",
                          "give the SymbolicBlock an inverse= program, or do not ask for the inverse twin")
@@ -797,6 +858,10 @@ def trace_torch(
     backend = _Torch({**values, **{f"x_{i}": c for i, c in enumerate(columns)}}, functions)
     b = Builder(backend)
     y = program(b, Vec(b, columns, None))
+    if log_det:
+        total = _sum(backend, y)
+        t = backend._tensor(total)
+        return t.expand(x.shape[0]) if t.dim() == 0 else t
     if len(y) != block.dim:
         raise InputError(f"output length of block {block.name!r}", len(y), f"dim={block.dim}",
                          "a phase-space layer must map R^n to R^n")

@@ -237,6 +237,12 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
     dtype = training_dtype(model, arch.name)
     x, y, xt, yt = (_cast(t, dev, dtype) for t in data)
     loss_fn = getattr(task, "loss", None) or _mse
+    # a task whose objective needs more of the model than its output (a flow's likelihood reads its reported log-det)
+    # defines model_loss(model, x, y); every other task scores model(x) against y
+    model_loss = getattr(task, "model_loss", None)
+
+    def objective(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return model_loss(model, xb, yb) if callable(model_loss) else loss_fn(model(xb), yb)
     params = [p for p in model.parameters() if p.requires_grad]
     steps = spec.steps if params else 0  # a parameter-free model has nothing to fit: it is checked as it is
     history: list[float] = []
@@ -249,7 +255,7 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
         bar = tqdm(range(steps), desc=f"train {arch.name} [{size}]", disable=not progress, leave=False)
         for _ in bar:
             idx = torch.randint(0, x.shape[0], (min(spec.batch, x.shape[0]),), generator=gen).to(dev)
-            loss = loss_fn(model(x[idx].clone()), y[idx])
+            loss = objective(x[idx].clone(), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,7 +269,7 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
                 bar.set_postfix(loss=f"{history[-1]:.2e}")
     model.eval()
     with torch.no_grad():
-        test_loss = float(loss_fn(model(xt.clone()), yt))
+        test_loss = float(objective(xt.clone(), yt))
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
         test_loss=test_loss, seconds=time.perf_counter() - start, steps=steps, fingerprint=fingerprint,
