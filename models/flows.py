@@ -232,7 +232,7 @@ class InvConv1x1(FlowLayer):
         upper = torch.triu(self.U, 1) + torch.diag(self.sign * torch.exp(self.log_s))
         return lower, upper
 
-    def _apply(self, W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _mix(self, W: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         m = self.C * self.P
         z = torch.einsum("ij,bjp->bip", W, x[:, :m].reshape(-1, self.C, self.P))
         return torch.cat([z.reshape(-1, m), x[:, m:]], -1)
@@ -240,7 +240,7 @@ class InvConv1x1(FlowLayer):
     def transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lower, upper = self._factors()
         W = (lower @ upper)[self.perm]
-        return self._apply(W, x), (self.P * self.log_s.sum()).expand(x.shape[0])
+        return self._mix(W, x), (self.P * self.log_s.sum()).expand(x.shape[0])
 
     def inverse_transform(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lower, upper = self._factors()
@@ -249,7 +249,7 @@ class InvConv1x1(FlowLayer):
                                                                                     unitriangular=True), upper=True)
         # W⁻¹ = (P·L·U)⁻¹ = U⁻¹·L⁻¹·Pᵀ; the control drops Pᵀ
         W_inv = inv_lu if self.ignore_permutation else inv_lu[:, self.perm]  # (U⁻¹L⁻¹Pᵀ)[:, k] = (U⁻¹L⁻¹)[:, perm[k]]
-        return self._apply(W_inv, y), (-self.P * self.log_s.sum()).expand(y.shape[0])
+        return self._mix(W_inv, y), (-self.P * self.log_s.sum()).expand(y.shape[0])
 
     def symbolic_layers(self) -> list[Bound]:
         perm, sign = [int(v) for v in self.perm], [int(v) for v in self.sign]

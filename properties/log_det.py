@@ -20,7 +20,7 @@ import torch
 from verify.derive.polynomial import SPoly, to_ring
 from verify.derive.symbolic import Traced, Undecidable, _from_ring
 from verify.errors import InputError
-from verify.properties.base import MapProperty, Probe, Tolerance, condition_scale, depth_dim_tolerance
+from verify.properties.base import MapProperty, Probe, Tolerance, condition_scale, depth_dim_tolerance, eps
 
 if TYPE_CHECKING:
     from verify.declare.subject import Subject
@@ -141,8 +141,24 @@ def exact_log_abs_det(traced: Traced) -> Any:
                       "decides. Fix: write the layer's scales as exp(·) of its log-scales (as RealNVP and Glow do)")
 
 
-def reported_log_det(model: torch.nn.Module, x: torch.Tensor, method: str) -> torch.Tensor:
-    """The log-determinant `model.<method>(x)` reports, checked to be one finite-or-not number per input, shape (B,)."""
+BATCH_LIMIT = 1e3  # × eps: rows of a batch that move more than this when other rows join are not separate inputs
+
+
+def batch_dependence(probe: Probe, threshold: bool = True) -> torch.Tensor:
+    """Per row, how far f(x) moves when other inputs join the batch: |f([x; x']) − f(x)|∞ / (1 + |f(x)|∞), x' = ½·flip(x)
+    + ¼. Zero (below BATCH_LIMIT·eps, kernels may round a larger batch differently) for a model that maps each row
+    on its own."""
+    x, y = probe.x, probe.y
+    mixed = probe.call(torch.cat([x, 0.5 * x.flip(0) + 0.25]))[: x.shape[0]]
+    dep = (mixed - y).abs().amax(-1) / (1 + y.abs().amax(-1))
+    if not threshold:
+        return dep
+    return torch.where(dep > BATCH_LIMIT * eps(y.dtype), dep, torch.zeros_like(dep))
+
+
+def reported_log_det(model: torch.nn.Module, x: torch.Tensor, method: str, strict: bool = True) -> torch.Tensor:
+    """The log-determinant `model.<method>(x)` reports, one number per input, shape (B,); with `strict`, a non-finite
+    one is refused with the input where it happens (the search probes with strict=False and reports it as `error`)."""
     fn = getattr(model, method, None)
     name = f"{type(model).__name__}.{method}"
     if not callable(fn):
@@ -160,6 +176,12 @@ def reported_log_det(model: torch.nn.Module, x: torch.Tensor, method: str) -> to
     if out.shape != (x.shape[0],):
         raise InputError(f"{name}(x).shape", tuple(out.shape), f"({x.shape[0]},): one log-determinant per input",
                          "sum the per-layer log-determinants over every dimension but the batch")
+    bad = ~torch.isfinite(out)
+    if strict and bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise InputError(f"{name}(x)[{row}]", float(out[row]), "a finite log-determinant",
+                         f"the model reports a non-finite log-determinant at x={x[row].detach().cpu().tolist()[:8]}: "
+                         "check its scales for overflow (exp of an unbounded log-scale) or a log of zero")
     return out
 
 
@@ -218,21 +240,55 @@ class LogDet(MapProperty):
                                  'write LogDet(method="log_det") or the name your flow uses')
 
     @property
+    def binds_log_det(self) -> tuple[str, str | None]:
+        """The binding stage compares the twins' reported log-dets with what these methods return."""
+        return (self.method, self.inverse_method)
+
+    @property
     def needs_inverse(self) -> bool:  # type: ignore[override]
         return self.inverse_method is not None
 
     def defects(self, probe: Probe) -> torch.Tensor:
         x = probe.x
+        # the reported log-det is read from a batch call: it is a log-det of a map only if every row is its own input.
+        # A layer on batch statistics (a BatchNorm left in train mode) makes f(x) depend on the other rows; that is
+        # the violation there (measured, with no Jacobian: per-row Jacobians of such a model do not describe it)
+        dependence = batch_dependence(probe)
+        if bool((dependence > 0).any()):
+            return dependence
         _, logabs = torch.linalg.slogdet(probe.J)
-        reported = reported_log_det(probe.model, x, self.method).to(logabs.dtype)
+        reported = reported_log_det(probe.model, x, self.method, strict=probe.strict).to(logabs.dtype)
         d = (reported - logabs).abs() / ((1 + logabs.abs()) * condition_scale(probe.J))
         if self.inverse_method is not None:
             y = probe.y
             Jinv = Probe(_InverseView(probe.model), y, strict=probe.strict).J
             _, logabs_inv = torch.linalg.slogdet(Jinv)
-            rep_inv = reported_log_det(probe.model, y, self.inverse_method).to(logabs_inv.dtype)
+            rep_inv = reported_log_det(probe.model, y, self.inverse_method, strict=probe.strict).to(logabs_inv.dtype)
             d = torch.maximum(d, (rep_inv - logabs_inv).abs() / ((1 + logabs_inv.abs()) * condition_scale(Jinv)))
         return d
+
+    def diagnose(self, model: torch.nn.Module, x: torch.Tensor) -> str:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+        x = x.reshape(1, -1).to(dtype)
+        with torch.no_grad():
+            probe = Probe(model, x, strict=False)
+            dep = float(batch_dependence(probe, threshold=False)[0])
+            if dep > BATCH_LIMIT * eps(dtype):
+                return (f"f(x) depends on the other inputs of its batch: beside one other input it moves by {dep:.3g} "
+                        "(relative), so a layer uses batch statistics (a BatchNorm left in train mode?) and there is no "
+                        "map x ↦ f(x) whose log-determinant could be reported; fix: use running statistics (eval mode)")
+        J = Probe(model, x, strict=False).J
+        _, logabs = torch.linalg.slogdet(J)
+        parts = [f"reported {self.method}(x) = {float(reported_log_det(model, x, self.method, strict=False)[0]):.6g}, "
+                 f"log|det J| = {float(logabs[0]):.6g}"]
+        if self.inverse_method is not None:
+            with torch.no_grad():
+                y = model(x.clone())
+            _, li = torch.linalg.slogdet(Probe(_InverseView(model), y, strict=False).J)
+            parts.append(f"reported {self.inverse_method}(f(x)) = "
+                         f"{float(reported_log_det(model, y, self.inverse_method, strict=False)[0]):.6g}, "
+                         f"log|det J_inverse| = {float(li[0]):.6g}")
+        return "; ".join(parts) + " there"
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
         # log|det J| by LU: backward-stable, so its absolute error is ~n·eps·κ(J) (the normalisation's κ); the reported

@@ -221,9 +221,12 @@ def check(
             bind = None
             if sym is not None and sym.verdict is Verdict.PROVED:
                 key = claim_domain.describe() if claim_domain is not None else None
-                key = repr(key)
+                # a LogDet proof also binds the twins' reported log-dets to the module's (log_det: its methods)
+                log_det = getattr(prop, "binds_log_det", None)
+                key = repr((key, log_det))
                 if key not in bindings:
-                    bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
+                    bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings,
+                                                                           log_det=log_det))
                 bind = bindings[key]
             num: Evidence | None = None
             if numeric:

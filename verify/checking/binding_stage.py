@@ -73,8 +73,10 @@ def module_to_bind(subject: Subject, arch: Any, size: str) -> torch.nn.Module:
     return arch.build(size).eval()
 
 
-def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding | None:
-    """Bind the subject's proved symbolic form to its module; None when there is no form to bind."""
+def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings,
+               log_det: tuple[str, str | None] | None = None) -> Binding | None:
+    """Bind the subject's proved symbolic form to its module; None when there is no form to bind. `log_det` (a LogDet
+    claim's (method, inverse_method)): the twins' reported log-dets are compared with the module's too."""
     if subject.scheme is not None:
         return bind_scheme_stage(subject, arch, size, domain, settings)
     layers = subject.notes.get("layers")
@@ -82,7 +84,8 @@ def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, se
         return None
     if isinstance(layers, Exception):
         raise layers  # the layers could not be bound: the message says which symbol, and the fix
-    return bind_layers_stage(subject.notes["model64"], layers, subject.notes.get("layers_how", ""), domain, settings)
+    return bind_layers_stage(subject.notes["model64"], layers, subject.notes.get("layers_how", ""), domain, settings,
+                             log_det=log_det)
 
 
 def resolve_layers(subject: Subject, arch: Any, size: str, wants_layers: bool = True) -> None:
@@ -144,7 +147,7 @@ def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
 
 
 def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: Domain | None,
-                      settings: Settings) -> Binding:
+                      settings: Settings, log_det: tuple[str, str | None] | None = None) -> Binding:
     """Layer twins against the module, forward and (where both have one) inverse, per input against a round-off
     tolerance that follows each layer's own Jacobian (verify/derive/binding.py, TOLERANCE_FORMULA)."""
     from verify.derive import binding
@@ -164,16 +167,37 @@ def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: 
             out = r if out is None else torch.maximum(out, r)
         return out
 
+    # a LogDet proof is about the log-dets the twins report: compare them with what the module's methods return
+    reports = [] if log_det is None else [(m, inv, binding.log_det_parts(model64, layers, m, inverse=inv))
+                                          for m, inv in ((log_det[0], False), (log_det[1], True)) if m is not None]
+    if reports:
+        forward_ratio = ratio
+
+        def ratio(x: torch.Tensor) -> torch.Tensor:  # noqa: F811 - the same ratio, with the reported log-dets
+            out = forward_ratio(x)
+            for _, _, ld in reports:
+                d, t, _, _ = ld(x)
+                out = torch.maximum(out, d / t)
+            return out
+
     def tolerance_at(x: torch.Tensor) -> float:
         return float(parts[0][1](x.unsqueeze(0))[0])
 
     def locate(x: torch.Tensor) -> str:
+        for method, _, ld in reports:
+            d, t, twin, code = (v[0] for v in ld(x.unsqueeze(0)))
+            if float(d) > float(t):
+                return (f"{method}(x) = {float(code):.8g} but the twins report {float(twin):.8g} (differ by "
+                        f"{float(d):.3g} > {float(t):.3g}: {binding.LOG_DET_TOLERANCE_FORMULA})")
         return binding.mismatch(model64, layers, x.unsqueeze(0))["summary"]
 
     names = [layer.describe() for layer in layers]
+    what = " (forward and inverse)" if len(parts) > 1 else " (forward)"
+    if reports:
+        what += " and the reported log-det" + ("s" if len(reports) > 1 else "") + " (" + \
+            ", ".join(m for m, _, _ in reports) + ")"
     return binding_search(ratio, tolerance_at, binding.TOLERANCE_FORMULA, domain, settings,
-                          method=how + (" (forward and inverse)" if len(parts) > 1 else " (forward)"),
-                          layers=names, locate=locate, device=model_device(model64))
+                          method=how + what, layers=names, locate=locate, device=model_device(model64))
 
 
 def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:

@@ -661,3 +661,58 @@ def mismatch_tolerance(model64: nn.Module, layers: Sequence[Bound], inverse: boo
         return _evaluate(model64, steps, layers, x.detach(), inverse).tolerances
 
     return tolerance
+
+
+# --- the reported log-determinant: the twin's against the module's -----------------------------------------------
+
+LOG_DET_SAFETY = 16.0
+
+LOG_DET_TOLERANCE_FORMULA = (
+    f"|Σ_layers twin log-det − model.log_det(x)| ≤ c·eps64·(n + w + L)·(1 + Σ_layers Σ_terms |term|), c = "
+    f"{LOG_DET_SAFETY:g}: each layer's twin reads the module's own input to that layer, so the two differ by the "
+    "rounding of the terms (inner products of length ≤ n + w) and of their sum over L layers"
+)
+
+
+def log_det_parts(model64: nn.Module, layers: Sequence[Bound], method: str,
+                  inverse: bool = False) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """x (B, n) float64 -> (|twin − model| (B,), tolerance (B,), twin (B,), model (B,)) for the log-det the model reports
+    through `method` (the inverse's, with `inverse`): the twins' log_det (inverse_log_det) programs summed along the
+    module's own trajectory, against model64.<method>(x). A proof of LogDet is about the twins' reports; this is what
+    makes it a statement about the number the code returns."""
+    _check_bound_to(model64, layers)
+    missing = [layer.describe() for layer in layers
+               if (layer.block.inverse_log_det if inverse else layer.block.log_det) is None]
+    if missing:
+        raise InputError(f"reported log-det of layer {missing[0]}", None,
+                         "a twin that declares the log-det its layer reports (SymbolicBlock(log_det=..., "
+                         "inverse_log_det=...))", "declare it on the block, or drop the LogDet claim's proof")
+    fn = getattr(model64, method, None)
+    if not callable(fn):
+        raise InputError(f"{type(model64).__name__}.{method}", fn, "a method reporting the log-determinant per input",
+                         f"implement {method}(x) -> (B,) or name the method with LogDet(method=...)")
+    steps = _steps(layers)
+    order = list(reversed(steps)) if inverse else list(steps)
+    widths = max(s.m for s in steps)
+
+    def parts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        _check_input(x, layers)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):
+            reported = fn(x.clone())
+            if reported.dim() == 2 and reported.shape[1] == 1:
+                reported = reported[:, 0]
+            total = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+            scale = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+            z = x
+            for step in order:
+                zt = z
+                for r in (reversed(step.resolved) if inverse else step.resolved):
+                    terms = trace_torch(r.bound.block, zt, r.values, r.functions, inverse=inverse, log_det="terms")
+                    total = total + terms.sum(-1)
+                    scale = scale + terms.detach().abs().sum(-1)
+                    zt = r.run(zt, inverse=inverse)
+                z = step.code(z, inverse)
+            tol = LOG_DET_SAFETY * EPS64 * (x.shape[1] + widths + len(layers)) * scale
+            return (total - reported).abs(), tol, total, reported
+
+    return parts

@@ -820,7 +820,7 @@ def trace_torch(
     values: Mapping[str, "torch.Tensor"],
     functions: Mapping[str, Callable[..., Any]],
     inverse: bool = False,
-    log_det: bool = False,
+    log_det: bool | str = False,
 ) -> "torch.Tensor":
     """The block's forward (or its inverse program) on a batch x of shape (B, n), float64; with `log_det`, the log-det
     the block reports (its log_det program, or inverse_log_det with `inverse`) at x, shape (B,).
@@ -859,8 +859,11 @@ def trace_torch(
     b = Builder(backend)
     y = program(b, Vec(b, columns, None))
     if log_det:
-        total = _sum(backend, y)
-        t = backend._tensor(total)
+        terms = [backend._tensor(v) for v in (y.vals if isinstance(y, Vec) else list(y))]
+        terms = [v.expand(x.shape[0]) if v.dim() == 0 else v for v in terms]
+        if log_det == "terms":  # (B, k): what the reported log-det sums (its rounding scale is Σ|term|)
+            return torch.stack(terms, dim=1) if terms else x.new_zeros(x.shape[0], 0)
+        t = backend._tensor(_sum(backend, terms))
         return t.expand(x.shape[0]) if t.dim() == 0 else t
     if len(y) != block.dim:
         raise InputError(f"output length of block {block.name!r}", len(y), f"dim={block.dim}",
