@@ -431,6 +431,9 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
                                                       "training's") + ".", ""]
         if figs["loss.png"]:
             lines += ["![loss](loss.png)", ""]
+    from verify.report.flow_figures import flow_section  # flows only: samples, reconstruction, log-det agreement
+
+    lines += flow_section(result, folder, _save)
     env = result.environment
     lines += ["## Reproduce", ""]
     if "check" in repro:
