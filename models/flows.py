@@ -563,7 +563,7 @@ def permutation_block(order: Sequence[int], label: str) -> SymbolicBlock:
 LOG_DET = LogDet(inverse_method="inverse_log_det")
 
 
-def _sizes(quick: Mapping[str, Any], full: Mapping[str, Any], steps: tuple[int, int] = (300, 1500),
+def _sizes(quick: Mapping[str, Any], full: Mapping[str, Any], steps: tuple[int, int] = (200, 1500),
            lr: float = 5e-3, n_train: tuple[int, int] = (1024, 4096)) -> dict[str, Size]:
     return {"quick": Size(config=dict(quick), steps=steps[0], lr=lr, n_train=n_train[0]),
             "full": Size(config=dict(full), steps=steps[1], lr=lr, n_train=n_train[1])}

@@ -279,15 +279,15 @@ class LogDet(MapProperty):
                         "map x ↦ f(x) whose log-determinant could be reported; fix: use running statistics (eval mode)")
         J = Probe(model, x, strict=False).J
         _, logabs = torch.linalg.slogdet(J)
-        parts = [f"reported {self.method}(x) = {float(reported_log_det(model, x, self.method, strict=False)[0]):.6g}, "
-                 f"log|det J| = {float(logabs[0]):.6g}"]
+        parts = [f"reported {self.method}(x) = {float(reported_log_det(model, x, self.method, strict=False)[0].detach()):.6g}, "
+                 f"log|det J| = {float(logabs[0].detach()):.6g}"]
         if self.inverse_method is not None:
             with torch.no_grad():
                 y = model(x.clone())
             _, li = torch.linalg.slogdet(Probe(_InverseView(model), y, strict=False).J)
             parts.append(f"reported {self.inverse_method}(f(x)) = "
-                         f"{float(reported_log_det(model, y, self.inverse_method, strict=False)[0]):.6g}, "
-                         f"log|det J_inverse| = {float(li[0]):.6g}")
+                         f"{float(reported_log_det(model, y, self.inverse_method, strict=False)[0].detach()):.6g}, "
+                         f"log|det J_inverse| = {float(li[0].detach()):.6g}")
         return "; ".join(parts) + " there"
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:

@@ -188,3 +188,26 @@ def test_non_finite_log_dets_are_an_error_never_holds():
 
 def test_a_correct_bare_flow_holds():
     assert _measure(LogDet(), _Affine()).verdict is Verdict.HOLDS
+
+
+def test_an_honest_twin_of_code_whose_log_det_is_flipped_does_not_bind():
+    """The twin says Σ s (proved), the code returns −Σ s: the binding compares the reports and refuses the proof."""
+    from verify.derive.binding import Bound
+    from verify.models.flows import AffineCoupling, Flow
+
+    class HonestTwin(AffineCoupling):
+        def symbolic_layers(self):
+            sp = self.split
+            return [Bound(affine_coupling_block(sp.n, sp.idx_a, sp.idx_b, self.W.shape[0]), self)]
+
+    torch.manual_seed(0)
+    model = Flow([HonestTwin(2, [0], [1], 4, log_det_sign=-1), HonestTwin(2, [1], [0], 4)]).eval()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.S.mul_(30.0)  # visible scales
+    result = check(model, claims=[LogDet()], dim=2, rollout_steps=0, n_inputs=256, max_examples=5)
+    r = result.result("LogDet")
+    assert r.symbolic.verdict is Verdict.PROVED  # about the twin, which is right
+    assert r.binding.verdict is Verdict.VIOLATED, r.binding.summary
+    assert "log_det(x) =" in r.binding.summary and "twins report" in r.binding.summary, r.binding.summary
+    assert r.verdict is Verdict.VIOLATED
