@@ -580,8 +580,10 @@ architecture(
     "nice-volume", task="two-moons", claims=[Invertible(), VolumePreserving(), LOG_DET],
     description="NICE without its scaling layer: additive couplings only, so det J = 1 (volume preserving)",
     reference="Dinh, Krueger, Bengio 2014, arXiv:1410.8516",
-    sizes=_sizes({"dim": 2, "layers": 4, "width": 32, "scaling": False},
-                 {"dim": 2, "layers": 6, "width": 64, "scaling": False}),
+    # narrower and gentler than `nice`: a volume-preserving flow fits a density only by shearing mass far, and the
+    # round trip of wide trained shears exceeded Invertible's 1.5·L·eps model (see the report of issue 10)
+    sizes=_sizes({"dim": 2, "layers": 4, "width": 16, "scaling": False},
+                 {"dim": 2, "layers": 4, "width": 32, "scaling": False}, lr=2e-3),
 )(NICE)
 
 architecture(
