@@ -31,7 +31,7 @@ def _is_flow(result: Any) -> bool:
 
 def _jacobian_log_det(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     J = torch.func.vmap(torch.func.jacrev(lambda v: fn(v.unsqueeze(0)).squeeze(0)))(x)
-    return torch.linalg.slogdet(J.double())[1]
+    return torch.linalg.slogdet(J.detach().double())[1]
 
 
 def flow_section(result: Any, folder: Path, save: Callable[[Any, Path], None]) -> list[str]:
@@ -69,9 +69,9 @@ def _draw(result: Any, folder: Path, save: Callable[[Any, Path], None]) -> list[
         norm = xs.abs().amax(-1).cpu()
     probe = data[:N_LOGDET].clone()
     with torch.no_grad():
-        reported = model.log_det(probe.clone()).double().cpu()
+        reported = model.log_det(probe.clone()).detach().double().cpu()
         y = model(probe.clone())
-        reported_inv = model.inverse_log_det(y.clone()).double().cpu() if callable(
+        reported_inv = model.inverse_log_det(y.clone()).detach().double().cpu() if callable(
             getattr(model, "inverse_log_det", None)) else None
     actual = _jacobian_log_det(model, probe).cpu()
     actual_inv = _jacobian_log_det(model.inverse, y).cpu() if reported_inv is not None else None
