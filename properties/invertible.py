@@ -1,6 +1,7 @@
 """Invertible maps: an inverse exists and the implementation computes it."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,6 +42,17 @@ class Invertible(MapProperty):
             raise InputError("Invertible(inverse_accuracy=...)", a, "a number in (0, 1): the relative round-trip error "
                              "the model's iterative inverse is claimed to reach", "write e.g. "
                              "Invertible(inverse_accuracy=1e-5), or leave it out for an exact inverse (round-off only)")
+
+    def numeric(self, subject: Any, domain: Any, settings: Any) -> Any:
+        if self.inverse_accuracy is not None:
+            # an iterative inverse costs its iterations at every input, and its failures grow with the input's size
+            # (out of distribution), which the search's scales cover: no extra data-scale resolution samples
+            budget = dataclasses.replace(settings.budget, resolution_cap=0)
+            if (subject.dim or 0) > 16:  # an image-sized input costs iterations × blocks passes per round trip
+                budget = dataclasses.replace(budget, n_inputs=min(budget.n_inputs, 2048), starts=min(budget.starts, 16),
+                                             steps=min(budget.steps, 8), examples=min(budget.examples, 20))
+            settings = dataclasses.replace(settings, budget=budget)
+        return super().numeric(subject, domain, settings)
 
     def __str__(self) -> str:
         text = super().__str__()

@@ -245,9 +245,10 @@ class Lipschitz(Property):
         m64.eval()
         targets64 = dict(self.targets(m64))
         budget = dataclasses.replace(
-            settings.budget, n_inputs=min(settings.budget.n_inputs, 2048 if dim <= 16 else 512),
-            starts=min(settings.budget.starts, 16), steps=min(settings.budget.steps, 12),
-            examples=min(settings.budget.examples, 20), resolution_cap=0, chunk=min(settings.budget.chunk, 256))
+            settings.budget, n_inputs=min(settings.budget.n_inputs, 2048 if dim <= 16 else 256),
+            starts=min(settings.budget.starts, 16 if dim <= 16 else 8), steps=min(settings.budget.steps, 12 if dim <= 16 else 8),
+            examples=min(settings.budget.examples, 20 if dim <= 16 else 10), resolution_cap=0,
+            chunk=min(settings.budget.chunk, 256))
         rows, best = [], None
         for up in ups:
             g = targets64[up["name"]]

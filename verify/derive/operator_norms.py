@@ -208,6 +208,13 @@ def conv2d_norm(m: nn.Conv2d, in_hw: tuple[int, int], weight: torch.Tensor | Non
         raise UnknownLayer(path, m, f"padding_mode={mode!r}: only 'zeros' and 'circular' have a rule")
     if m.stride != (1, 1):
         how += f"; stride {m.stride} keeps a subset of the outputs (norm ≤ the stride-1 norm)"
+    if k1 > N1 or k2 > N2:
+        # a kernel wider than the circular grid wraps onto itself: its taps add up modulo N (fft2's s= would crop it)
+        folded = torch.zeros(c_out, c_in, N1, N2, dtype=torch.float64)
+        for a in range(k1):
+            for b in range(k2):
+                folded[:, :, a % N1, b % N2] += K[:, :, a, b]
+        K = folded
     F = torch.fft.fft2(K, s=(N1, N2))  # (c_out, c_in, N1, N2), complex128
     mats = F.permute(2, 3, 0, 1).reshape(N1 * N2, c_out, c_in)
     s = float(torch.linalg.svdvals(mats).max())
@@ -227,12 +234,21 @@ def _children(node: Any) -> list:
     return []
 
 
-def _structure(m: nn.Module) -> Any:
+def _structure(m: nn.Module, memo: dict | None = None) -> Any:
+    """The module's declared structure; memoised per walk, so that the structure the bound reads is the very one that
+    was evaluated against the forward (a layer may build a fresh nn.Conv2d holding its effective weight)."""
     fn = getattr(m, "lipschitz_structure", None)
-    return fn() if callable(fn) else None
+    if not callable(fn):
+        return None
+    if memo is None:
+        return fn()
+    key = ("structure", id(m))
+    if key not in memo:
+        memo[key] = fn()
+    return memo[key]
 
 
-def evaluate(node: Any, x: torch.Tensor, shapes: dict[int, tuple[int, ...]]) -> torch.Tensor:
+def evaluate(node: Any, x: torch.Tensor, shapes: dict[Any, Any]) -> torch.Tensor:
     """Run a structure on x (recording the input shape of every module it reaches, for the convolutions)."""
     if isinstance(node, Chain):
         for p in node.parts:
@@ -244,7 +260,7 @@ def evaluate(node: Any, x: torch.Tensor, shapes: dict[int, tuple[int, ...]]) -> 
         return node.c * evaluate(node.inner, x, shapes)
     if isinstance(node, nn.Module):
         shapes[id(node)] = tuple(x.shape[1:])
-        inner = _structure(node)
+        inner = _structure(node, shapes)
         if inner is not None:
             return evaluate(inner, x, shapes)
         if isinstance(node, nn.Sequential):
@@ -277,7 +293,7 @@ def _bound(node: Any, path: str, shapes: dict[int, tuple[int, ...]], rows: list[
     if not isinstance(node, nn.Module):
         raise UnknownLayer(path, node, "a callable that is not a module")
     m = node
-    inner = _structure(m)
+    inner = _structure(m, shapes)
     if inner is not None:
         return _bound(inner, path, shapes, rows)
     if isinstance(m, nn.Sequential):
@@ -338,7 +354,7 @@ def certified_bound(model: nn.Module, probe: torch.Tensor) -> CertifiedBound:
     shapes: dict[int, tuple[int, ...]] = {}
     with torch.no_grad():
         y = m64(x.clone())
-        structure = _structure(m64)
+        structure = _structure(m64, shapes)
         # always evaluated, even for an nn.Sequential: a child may declare its own structure, which must be its forward
         ys = evaluate(m64, x.clone(), shapes)
         rel = float((ys - y).abs().max() / (1 + y.abs().max()))
