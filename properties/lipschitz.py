@@ -75,7 +75,7 @@ class LipschitzMeasurement(Measurement):
                 lines.append(f"| {head} | {row['layer']} | {_fmt(row['bound'])} | {row['method']} |")
         lines.append("")
         if self.derived:
-            lines += [f"Derived invertibility (Banach): {self.derived.get('summary', '')}", ""]
+            lines += [f"Derived: {self.derived.get('summary', '')}", ""]
         return lines
 
 
@@ -168,7 +168,7 @@ class Lipschitz(Property):
         for name, g in self.targets(model):
             start = time.perf_counter()
             try:
-                b = certified_bound(g, probe)
+                b = certified_bound(g, probe, name)
                 out.append({"name": name, "upper": b.value, "layers": [r.as_row() for r in b.layers],
                             "expression": b.expression, "structure_check": b.structure_check,
                             "seconds": time.perf_counter() - start})

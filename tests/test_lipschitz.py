@@ -258,7 +258,7 @@ def test_controls_are_refuted_with_the_value_that_gives_them_away() -> None:
     few = check("iresnet-few-iterations", rollout_steps=0)
     inv = few.result("Invertible")
     assert inv.verdict.value == "violated" and inv.numeric.classification == "structural"
-    assert inv.numeric.max_defect_float64 > 1e-4  # far beyond the claimed 1e-5: the iterations stop short
+    assert inv.numeric.max_defect_float64 > 1e-4  # far beyond the claimed 1e-6: the iterations stop short
     assert few.result("Lipschitz(branches)").verdict.value == "proved"  # the branches are fine: only the inverse is not
 
     reshaped = check("iresnet-reshaped-kernel", rollout_steps=0).results[0]

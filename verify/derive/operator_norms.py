@@ -334,22 +334,24 @@ def _name(m: nn.Module, parent: str, i: int) -> str:
     return getattr(m, "_lip_path", None) or f"{parent}[{i}]"
 
 
-def _label_paths(model: nn.Module) -> None:
+def _label_paths(model: nn.Module, root: str) -> None:
     for name, sub in model.named_modules():
-        object.__setattr__(sub, "_lip_path", name or type(model).__name__)
+        object.__setattr__(sub, "_lip_path", f"{root}.{name}" if name else root)
 
 
-def certified_bound(model: nn.Module, probe: torch.Tensor) -> CertifiedBound:
+def certified_bound(model: nn.Module, probe: torch.Tensor, name: str = "") -> CertifiedBound:
     """A certified upper bound of Lip(model) on ℓ², from its structure and weights (float64).
 
     `probe`: a few inputs of the model's input shape (the structure is evaluated on them and compared with the
-    forward; the convolutions' input sizes are read from that evaluation). Raises UnknownLayer or StructureMismatch.
+    forward; the convolutions' input sizes are read from that evaluation); `name` prefixes the layers' paths.
+    Raises UnknownLayer or StructureMismatch.
     """
     from verify.precision import float64_copy
 
     m64 = float64_copy(model)
     m64.eval()
-    _label_paths(m64)
+    root = name or type(model).__name__
+    _label_paths(m64, root)
     x = probe.detach().to(torch.float64)
     shapes: dict[int, tuple[int, ...]] = {}
     with torch.no_grad():
@@ -366,7 +368,7 @@ def certified_bound(model: nn.Module, probe: torch.Tensor) -> CertifiedBound:
         check = (f"the structure (declared or nn.Sequential), evaluated in float64 on {x.shape[0]} inputs, equals the "
                  f"forward to {rel:.2g} (relative)")
     rows: list[LayerBound] = []
-    value, expr = _bound(m64, type(model).__name__, shapes, rows)
+    value, expr = _bound(m64, root, shapes, rows)
     return CertifiedBound(value=value, layers=rows, expression=expr, structure_check=check)
 
 
