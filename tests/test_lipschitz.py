@@ -272,3 +272,18 @@ def test_genuine_iresnets_are_never_refuted_over_seeds(seed: int) -> None:
     res = check("iresnet-mlp", seed=seed, rollout_steps=0, n_inputs=1024, max_examples=10)
     for r in res.results:
         assert r.verdict.value in ("proved", "holds"), (seed, r.claim, r.numeric.summary)
+
+
+def test_a_torch_spectral_norm_layer_is_read_from_the_weight_it_actually_uses() -> None:
+    """torch's spectral_norm divides by a power-iteration estimate σ̂ ≤ σ: after one iteration the weight it uses can
+    have norm above 1. The bound reads that weight (in eval mode, from its stored u, v), so it reports > 1, not 1."""
+    torch.manual_seed(3)
+    lin = nn.utils.parametrizations.spectral_norm(nn.Linear(6, 6), n_power_iterations=1)
+    with torch.no_grad():
+        lin.parametrizations.weight.original.mul_(torch.linspace(0.2, 3.0, 6))  # spread the spectrum
+    lin(torch.randn(2, 6))  # one power-iteration step in train mode
+    lin.eval()
+    used = float(torch.linalg.matrix_norm(lin.weight.detach().double(), 2))
+    b = certified_bound(lin, torch.randn(3, 6)).value
+    assert b >= used and b == pytest.approx(used, rel=1e-6)  # the float64 copy recomputes W/σ̂: ~1e-7 apart
+    assert used > 1.0 + 1e-3  # the estimate lags: "spectral-normalised" is not "Lip ≤ 1" until the weight says so

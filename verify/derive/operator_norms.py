@@ -330,13 +330,39 @@ def _bound(node: Any, path: str, shapes: dict[int, tuple[int, ...]], rows: list[
     raise UnknownLayer(path, m)
 
 
+_PATHS: dict[int, str] = {}  # id(module) -> its path, for the walk in progress (set by _certify)
+
+
 def _name(m: nn.Module, parent: str, i: int) -> str:
-    return getattr(m, "_lip_path", None) or f"{parent}[{i}]"
+    return _PATHS.get(id(m)) or f"{parent}[{i}]"
 
 
-def _label_paths(model: nn.Module, root: str) -> None:
-    for name, sub in model.named_modules():
-        object.__setattr__(sub, "_lip_path", f"{root}.{name}" if name else root)
+def _certify(m: nn.Module, x: torch.Tensor, root: str, strict: bool) -> CertifiedBound:
+    """The bound of one copy of the model: its structure evaluated on x (against its forward when strict), then walked."""
+    m.eval()
+    _PATHS.clear()
+    _PATHS.update({id(sub): (f"{root}.{n}" if n else root) for n, sub in m.named_modules()})
+    shapes: dict[Any, Any] = {}
+    try:
+        with torch.no_grad():
+            y = m(x.clone())
+            structure = _structure(m, shapes)
+            # always evaluated, even for an nn.Sequential: a child may declare its own structure, which must be its
+            # forward; the evaluation also records every convolution's input size
+            ys = evaluate(m, x.clone(), shapes)
+            rel = float((ys - y).abs().max() / (1 + y.abs().max()))
+            if strict and not rel <= 1e-9:
+                raise StructureMismatch(
+                    f"{type(m).__name__}.lipschitz_structure()={structure!r}: evaluated on {x.shape[0]} inputs it "
+                    f"differs from the forward by {rel:.3g} (relative, float64); expected the same map (≤ 1e-9). Fix: "
+                    "return the structure the forward computes (no certified bound is given for another map)")
+        rows: list[LayerBound] = []
+        value, expr = _bound(m, root, shapes, rows)
+    finally:
+        _PATHS.clear()
+    check = (f"the structure (declared or nn.Sequential), evaluated in float64 on {x.shape[0]} inputs, equals the "
+             f"forward to {rel:.2g} (relative)")
+    return CertifiedBound(value=value, layers=rows, expression=expr, structure_check=check)
 
 
 def certified_bound(model: nn.Module, probe: torch.Tensor, name: str = "") -> CertifiedBound:
@@ -345,31 +371,29 @@ def certified_bound(model: nn.Module, probe: torch.Tensor, name: str = "") -> Ce
     `probe`: a few inputs of the model's input shape (the structure is evaluated on them and compared with the
     forward; the convolutions' input sizes are read from that evaluation); `name` prefixes the layers' paths.
     Raises UnknownLayer or StructureMismatch.
+
+    Two readings of the weights, and the larger bound counts: the float64 copy's (the map the stored numbers define,
+    the one the lower bound searches), and, for a model in another dtype, the weights the model itself computes and
+    uses, converted exactly (a parametrised weight such as W/σ̂ is rounded differently in float32: ~1e-7 relative).
     """
+    from verify.checking.numeric import model_dtype
     from verify.precision import float64_copy
 
-    m64 = float64_copy(model)
-    m64.eval()
     root = name or type(model).__name__
-    _label_paths(m64, root)
-    x = probe.detach().to(torch.float64)
-    shapes: dict[int, tuple[int, ...]] = {}
-    with torch.no_grad():
-        y = m64(x.clone())
-        structure = _structure(m64, shapes)
-        # always evaluated, even for an nn.Sequential: a child may declare its own structure, which must be its forward
-        ys = evaluate(m64, x.clone(), shapes)
-        rel = float((ys - y).abs().max() / (1 + y.abs().max()))
-        if not rel <= 1e-9:
-            raise StructureMismatch(
-                f"{type(model).__name__}.lipschitz_structure()={structure!r}: evaluated on {x.shape[0]} inputs it "
-                f"differs from the forward by {rel:.3g} (relative, float64); expected the same map (≤ 1e-9). Fix: "
-                "return the structure the forward computes (no certified bound is given for another map)")
-        check = (f"the structure (declared or nn.Sequential), evaluated in float64 on {x.shape[0]} inputs, equals the "
-                 f"forward to {rel:.2g} (relative)")
-    rows: list[LayerBound] = []
-    value, expr = _bound(m64, root, shapes, rows)
-    return CertifiedBound(value=value, layers=rows, expression=expr, structure_check=check)
+    m64 = float64_copy(model)
+    best = _certify(m64, probe.detach().to(torch.float64), root, strict=True)
+    dtype = model_dtype(model)
+    if dtype != torch.float64:
+        was = model.training
+        try:
+            own = _certify(model, probe.detach().to(dtype), root, strict=False)
+        finally:
+            model.train(was)
+        if own.value > best.value:
+            own.structure_check = best.structure_check + f"; the bound of the {str(dtype).replace('torch.', '')} " \
+                                  "weights the model itself uses is the larger one"
+            best = own
+    return best
 
 
 def local_norm(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, iterations: int = 0
