@@ -268,6 +268,13 @@ class Lipschitz(Property):
             # |fl(f(y)) − fl(f(x))| errs by ≤ 2·(depth+n)·eps64·(‖f(x)‖ + ‖f(y)‖) (generous), divided by t‖v‖ = t
             allowance = 2 * (subject.depth + dim) * 2.3e-16 * (float(fx.norm()) + float(fy.norm())) / t
             quotient = diff / t
+            if not (math.isfinite(quotient) and math.isfinite(float(s[0])) and math.isfinite(r)):
+                # an overflow is not a small local norm: the claim cannot be judged there (never a pass)
+                return Failure(stage="numeric", verdict=Verdict.ERROR, seconds=time.perf_counter() - start,
+                               summary=(f"the local norm of {up['name']} is not finite at x = {_short(x[0].cpu().tolist())} "
+                                        f"(‖J(x)‖₂ = {float(s[0]):.3g}, quotient {quotient:.3g}): the map overflows there"),
+                               expected="finite outputs and Jacobians wherever the claim is made",
+                               fix=f"fix the overflow, or restrict the claim: Lipschitz({self.L:g}, where=(low, high))")
             lower = max(0.0, quotient - allowance)
             row = {**up, "lower": lower, "local_norm": float(s[0]), "quotient": quotient, "quotient_allowance": allowance,
                    "t": t, "witness": x[0].cpu().tolist(), "direction": v[0].cpu().tolist(),

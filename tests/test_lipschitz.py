@@ -287,3 +287,13 @@ def test_a_torch_spectral_norm_layer_is_read_from_the_weight_it_actually_uses() 
     b = certified_bound(lin, torch.randn(3, 6)).value
     assert b >= used and b == pytest.approx(used, rel=1e-6)  # the float64 copy recomputes W/σ̂: ~1e-7 apart
     assert used > 1.0 + 1e-3  # the estimate lags: "spectral-normalised" is not "Lip ≤ 1" until the weight says so
+
+
+class _Overflow(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x ** 3)
+
+
+def test_an_overflowing_map_is_an_error_not_a_small_norm() -> None:
+    r = _small(_Overflow(), Lipschitz(1e6), dim=2).results[0]
+    assert r.verdict.value in ("error", "undecided", "violated") and r.verdict.value not in ("proved", "holds")
