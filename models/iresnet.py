@@ -290,7 +290,7 @@ architecture(
                  "channels, zero padding), each convolution normalised to c = 0.5 by its TRUE operator norm (Fourier "
                  "domain); denoising; Lip(g) ≤ 0.25; inverse by 16 fixed-point iterations per block"),
     sizes={"quick": Size(config={"channels": 8, "blocks": 2}, steps=150, batch=128),
-           "full": Size(config={"channels": 16, "blocks": 2}, steps=500, lr=5e-3, n_train=2048, batch=128)},
+           "full": Size(config={"channels": 8, "blocks": 2}, steps=400, lr=5e-3, n_train=2048, batch=128)},
 )(conv_iresnet)
 
 
