@@ -297,3 +297,33 @@ class _Overflow(nn.Module):
 def test_an_overflowing_map_is_an_error_not_a_small_norm() -> None:
     r = _small(_Overflow(), Lipschitz(1e6), dim=2).results[0]
     assert r.verdict.value in ("error", "undecided", "violated") and r.verdict.value not in ("proved", "holds")
+
+
+class _Shift(nn.Module):
+    """x ↦ x + b with an inverse off by `err` (relative to the scale 1 + |x| + |y|: a fixed-point inverse stopped early)."""
+
+    def __init__(self, err: float) -> None:
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor([0.5, -0.25], dtype=torch.float64))
+        self.err = err
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y - self.b + self.err * (1 + y.abs().amax(-1, keepdim=True))
+
+
+def test_inverse_accuracy_states_how_good_an_iterative_inverse_is() -> None:
+    """An inverse 1e-4 off (relative) holds under inverse_accuracy=1e-3 and is refuted under 1e-5, in both directions
+    of the round trip; without the option only round-off is allowed."""
+    def verdict(model: nn.Module, prop: Invertible) -> str:
+        return check(model.eval(), claims=[prop], dim=2, n_inputs=256, max_examples=5, rollout_steps=0,
+                     symbolic=False).results[0].verdict.value
+
+    off = _Shift(1e-4)
+    assert verdict(off, Invertible(inverse_accuracy=1e-3)) == "holds"
+    assert verdict(off, Invertible(inverse_accuracy=1e-5)) == "violated"
+    assert verdict(off, Invertible()) == "violated"
+    assert verdict(_Shift(0.0), Invertible(inverse_accuracy=1e-9)) == "holds"
+    assert str(Invertible(inverse_accuracy=1e-6)) == "Invertible(inverse_accuracy=1e-06)"
