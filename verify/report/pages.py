@@ -248,7 +248,9 @@ def _numeric_section(r: ClaimResult) -> list[str]:
         ("dtype / device / seed", f"{m.dtype} / {m.device} / {m.seed}"),
         ("seconds", f"{m.seconds:.2f}"),
     ]
-    return (["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    # a measurement that carries more than one defect (Lipschitz: both bounds, per layer) renders the rest itself
+    extra = m.extra_markdown() if callable(getattr(m, "extra_markdown", None)) else []
+    return (["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""] + extra
             + _coverage_table(m.search.get("methods", {})))
 
 
