@@ -130,7 +130,7 @@ class Probe:
             pol = mf.policy()
             signs, logs, kappas = [], [], []
             for sl in self._chunks(mf.LOGDET):
-                J = mf.jacobian_by_columns(self.model, self.x[sl], min(pol.block, self.n)).to(self._linear_dtype())
+                J = mf.jacobian_blocks(self.model, self.x[sl], min(pol.block, self.n)).to(self._linear_dtype())
                 sign, logabs = torch.linalg.slogdet(J)
                 signs.append(sign), logs.append(logabs)
                 # κ̂₂ from Lanczos on JᵀJ with J in hand (products are O(n²) here, far cheaper than an SVD's O(n³))

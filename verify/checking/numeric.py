@@ -485,7 +485,8 @@ def cost_aware_budget(prop: MapProperty, objective: Objective, domain: Domain, b
     starts = min(budget.starts, int(0.4 * S / per_start)) if budget.starts > 0 else 0
     starts = starts - starts % 2 if starts > 1 else starts
     examples = min(budget.examples, int(0.1 * S / max(c, 1e-9)))
-    spent = starts * per_start + examples * c + 16 * each
+    # fixed costs: the timing input above, the ascent's end points and hypothesis' best replayed as candidates on both
+    spent = starts * per_start + examples * c + (2 + starts) * each
     n_inputs = max(2, min(budget.n_inputs, int((S - spent) / max(each, 1e-9))))
     chunk = max(1, min(budget.chunk, 64))
     note = (f"cost-aware: one input costs {c:.3g} s ({str(dtype).replace('torch.', '')}) + {c64:.3g} s (float64 "
@@ -495,7 +496,8 @@ def cost_aware_budget(prop: MapProperty, objective: Objective, domain: Domain, b
     record.update(scaled=True, n_inputs=n_inputs, starts=starts, steps=steps, population=population, examples=examples,
                   note=note)
     scaled = dataclasses.replace(budget, n_inputs=n_inputs, starts=starts, steps=steps, population=population,
-                                 examples=examples, resolution_cap=0, shrink=False, chunk=chunk, note=note)
+                                 examples=examples, resolution_cap=0, shrink=False, replay_samples=False, chunk=chunk,
+                                 note=note)
     return scaled, record
 
 

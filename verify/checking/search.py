@@ -56,6 +56,9 @@ class Budget:
     # shrink a counterexample coordinate by coordinate (3·n·digits evaluations at most): off when one evaluation is
     # costly (verify/checking/numeric.py scales the budget to the per-input cost; the worst input is then reported as is)
     shrink: bool = True
+    # replay the best samples as candidates (re-evaluated in the candidates' batch); off when an evaluation is costly:
+    # their ratios from the sampling are kept as they are
+    replay_samples: bool = True
     # what the budget was scaled from, for the evidence ("" for the stated defaults)
     note: str = ""
 
@@ -307,6 +310,12 @@ def _ascend(obj: Objective, domain: Domain, x0: torch.Tensor, budget: Budget, ge
     return x, grad_info, smooth_info
 
 
+# hypothesis draws a box's inputs coordinate by coordinate up to this many coordinates; beyond, its choice buffer
+# overflows ("too large to finish generating" at n = 2048) and it draws (scale, seed) pairs for the domain's own seeded
+# draws instead, as for any other domain
+HYPOTHESIS_MAX_COORDINATES = 256
+
+
 def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, device: torch.device) -> dict[str, Any]:
     """Hypothesis over the domain's scales (boxes: coordinates; structured domains: their own strategy; other
     domains: seeded draws), targeting r."""
@@ -324,7 +333,7 @@ def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, devic
 
         def build(example: Any) -> torch.Tensor:
             return domain.build(example).to(device)
-    elif isinstance(domain, Box):
+    elif isinstance(domain, Box) and len(domain.low) <= HYPOTHESIS_MAX_COORDINATES:
         c = [(a + b) / 2 for a, b in zip(domain.low, domain.high)]
         h = [(b - a) / 2 for a, b in zip(domain.low, domain.high)]
         unit = st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=len(c), max_size=len(c))
@@ -388,9 +397,17 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
         decided = float(r[near].max()) if bool(near.any()) else 0.0
     xr, rr, res_info = _resolution(obj, domain, budget, gen, device, n_data, decided=decided if decided > 1.0 else None)
     methods["resolution"] = res_info
-    cand = [x[torch.topk(r, min(8, r.numel())).indices]]
-    if r64 is not None:
-        cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    known = None
+    if budget.replay_samples:
+        cand = [x[torch.topk(r, min(8, r.numel())).indices]]
+        if r64 is not None:
+            cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    else:
+        top = torch.topk(r, min(8, r.numel())).indices
+        if r64 is not None:
+            top = torch.unique(torch.cat([top, torch.topk(r64, min(8, r64.numel())).indices]))
+        known = (x[top], r[top], None if r64 is None else r64[top])
+        cand = []
     if xr.numel():
         cand.append(xr[:8])  # replayed on the model's dtype and the oracle below, with every other candidate
     if budget.starts > 0 and budget.steps > 0:
@@ -406,9 +423,13 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
         cand.append(hyp["x"].unsqueeze(0))
     if hyp.get("counterexample") is not None:
         cand.append(hyp["counterexample"][0].unsqueeze(0))
-    candidates = torch.cat(cand)
+    candidates = torch.cat(cand) if cand else x[:0]
     cr = _nan_high(_batched(obj.ratio, candidates, budget.chunk))
     cr64 = None if obj.ratio64 is None else _nan_high(_batched(obj.ratio64, candidates, budget.chunk))
+    if known is not None:
+        candidates, cr = torch.cat([known[0], candidates]), torch.cat([known[1], cr])
+        if cr64 is not None and known[2] is not None:
+            cr64 = torch.cat([known[2], cr64])
     result = SearchResult(x=x, ratios=r, ratios64=r64, candidates=candidates, cand_ratios=cr, cand_ratios64=cr64,
                           methods=methods)
     _counterexample(obj, domain, result, hyp, shrink=budget.shrink)
