@@ -407,6 +407,12 @@ def measure(
                 return _estimate_only(prop, model, domain, dim, mf_plan, seed, start)
             if mf_plan.method != "full":
                 budget, cost = cost_aware_budget(prop, objective, domain, budget, dim, device, seed, mf_plan, dtype)
+                try:  # the ascent differentiates the defect, which keeps every intermediate: does one input still fit?
+                    mf.plan(prop.jacobian_kind, dim, torch.float64 if model64 is not None else dtype, device, graph=True)
+                except mf.MemoryRefused as exc:
+                    budget = dataclasses.replace(budget, starts=0, note=f"{budget.note}; no gradient ascent: {exc}")
+                    cost["note"] = budget.note
+                    cost["scaled"] = True
         stage = "numeric (search)"
         found = search(objective, domain, seed=seed, budget=budget, device=device)
         if own:  # the same numbers against the same tolerance (tol == tol64 in float64)
