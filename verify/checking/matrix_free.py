@@ -71,6 +71,7 @@ class Policy:
     confidence: float = 1e-3
     block: int = 256
     seconds: float = 40.0
+    exact_batch_bytes: int = 256 << 20
     slq_probes: int = 8
     slq_steps: int = 24
     method: str | None = None
@@ -201,6 +202,10 @@ def plan(kind: str, n: int, dtype: torch.dtype, device: torch.device, pol: Polic
             "raise the limit (verify.checking.matrix_free.using(memory_limit=...)), run on a device with more memory, "
             "or lower Policy.lanczos_steps / Policy.block")
     at_once = max(1, limit // max(need, 1))
+    if method == "exact":
+        # assembled Jacobians are n² each: at most Policy.exact_batch_bytes of them at once (one input at a time at
+        # n = 3072), so that the peak stays near one input's need rather than the limit's (the LU is per input anyway)
+        at_once = max(1, min(at_once, pol.exact_batch_bytes // max(n * n * item, 1)))
     k = min(pol.lanczos_steps, n)
     eps_kw = kw_epsilon(n, k, pol.confidence)
     if method == "full":
