@@ -99,6 +99,37 @@ def child(check: str, d: int, mode: str) -> dict[str, Any]:
     return out
 
 
+# planted violations at scale, each confined to one coordinate (models/wide_maps.py), and the same models without them:
+# (check, d, planted δ or 0 for the correct model); the search at Policy.seconds = 10
+POWER = (("Symplectic", 4096, 1e-3), ("Symplectic", 4096, 1e-8), ("Symplectic", 4096, 0.0),
+         ("VolumePreserving", 1024, 1e-3), ("VolumePreserving", 1024, 1e-8), ("VolumePreserving", 1024, 0.0),
+         ("LogDet", 1026, 1e-3), ("LogDet", 1026, 0.0),
+         ("Invertible", 3072, 1e-4), ("Invertible", 3072, 1e-10), ("Invertible", 3072, 0.0))
+
+
+def power_child(check: str, d: int, delta: float) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from verify.checking import matrix_free as mf
+    from verify.checking.domains import Box
+    from verify.checking.numeric import measure
+    from verify.models.wide_maps import BrokenInverse, NonSymplecticBlock, ScaledCoordinate
+
+    model = _model(check, d)
+    if delta:
+        model = {"Symplectic": lambda: NonSymplecticBlock(model, delta, k=d // 3),
+                 "VolumePreserving": lambda: ScaledCoordinate(model, delta, k=d // 3),
+                 "LogDet": lambda: ScaledCoordinate(model, delta, k=d // 3, honest_log_det=False),
+                 "Invertible": lambda: BrokenInverse(model, delta, k=d // 3)}[check]()
+    t0 = time.perf_counter()
+    with mf.using(seconds=10.0):
+        ev = measure(_prop(check), model.eval(), dim=d, depth=4, domain=Box([-1.0] * d, [1.0] * d), seed=1)
+    return {"check": check, "d": d, "delta": delta, "verdict": ev.verdict.value,
+            "max_defect_float64": getattr(ev, "max_defect_float64", None),
+            "tolerance_float64": getattr(ev, "tolerance_float64", None), "seconds": time.perf_counter() - t0}
+
+
 def _spawn(check: str, d: int, mode: str, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.matrix_free", "--child", check, str(d), mode]
     env = {**os.environ, "VERIFY_THREADS": "1"}
@@ -166,7 +197,28 @@ def section(out: Path) -> str:
     path = out / "matrix-free.json"
     if not path.is_file():
         return ""
-    return "\n".join(to_markdown(json.loads(path.read_text())))
+    lines = to_markdown(json.loads(path.read_text()))
+    power = out / "matrix-free-power.json"
+    if power.is_file():
+        lines += power_markdown(json.loads(power.read_text()))
+    return "\n".join(lines)
+
+
+def power_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["Planted violations at scale, each confined to one coordinate of d (a non-symplectic (q_k, p_k) block, a "
+             "coordinate scaled by 1 + δ, a log-det omitting that scale, an inverse off by δ on one coordinate), and "
+             "the same models without them; `python -m benchmarks.matrix_free --power` (search at Policy.seconds = 10, "
+             "seed 1):", "", "| check | d | planted δ | verdict | float64 defect | float64 tolerance | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for x in rows:
+        if "error" in x:
+            lines.append(f"| {x['check']} | {x['d']} | | error: {x['error']} | | | |")
+            continue
+        m64, t64 = x.get("max_defect_float64"), x.get("tolerance_float64")
+        lines.append(f"| {x['check']} | {x['d']} | {x['delta']:g} | {x['verdict']} | "
+                     f"{'' if m64 is None else f'{m64:.3g}'} | {'' if t64 is None else f'{t64:.3g}'} | {x['seconds']:.1f} |")
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dims", default=",".join(map(str, DIMS)))
     ap.add_argument("--checks", default=",".join(CHECKS))
     ap.add_argument("--child", nargs=3, metavar=("CHECK", "D", "MODE"), help=argparse.SUPPRESS)
+    ap.add_argument("--power", action="store_true", help="only the planted-violation table (reports/matrix-free-power.json)")
     args = ap.parse_args(argv)
+    if args.child and args.child[2].startswith("power:"):
+        print(json.dumps(power_child(args.child[0], int(args.child[1]), float(args.child[2][6:]))), flush=True)
+        return 0
+    if args.power:
+        rows = []
+        for check, d, delta in POWER:
+            rows.append(_spawn(check, d, f"power:{delta!r}", 600))
+            print(json.dumps(rows[-1]), flush=True)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "matrix-free-power.json").write_text(json.dumps(rows, indent=1))
+        return 0
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]), args.child[2])), flush=True)
         return 0
