@@ -167,7 +167,7 @@ def to_markdown(r: dict[str, Any]) -> list[str]:
     lines = ["## Matrix-free Jacobian checks (d = 16 … 10⁴)", "",
              "Command: `python -m benchmarks.matrix_free` (each case in a fresh process; writes reports/matrix-free.json).",
              f"Machine: {r['machine']}. Memory: peak RSS of the case's process above its RSS after imports and model "
-             "(resource.getrusage ru_maxrss − VmRSS). Whole check: the numeric stage with the default Policy (full "
+             "(resource.getrusage ru_maxrss − VmRSS). Times are wall-clock on a 2-core machine shared with other work (load average 6–9 during the recorded run), one intra-op thread. Whole check: the numeric stage with the default Policy (full "
              "Jacobians up to n = 64; above, Lanczos on products, or J assembled in blocks of rows for an exact LU up to "
              "n = 4096 and a stochastic estimate (undecided) beyond; search budget scaled to 40 s).", "",
              "| check | d | method | verdict | inputs searched | seconds | peak MB |", "|---|---|---|---|---|---|---|"]
