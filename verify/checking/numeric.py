@@ -558,7 +558,12 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
     n_total += int(found.methods.get("resolution", {}).get("inputs", 0))
     res = found.methods.get("resolution", {})
     # the coverage at the data scale, stated: the smallest region that sampling resolves there
-    res_text = (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
+    # a cost-scaled budget may run no ascent and no hypothesis, and has no resolution stage: the summary names what ran
+    scaled = isinstance(paths.get("cost"), dict) and bool(paths["cost"].get("scaled"))
+    ran = "gradient and smoothed ascent, hypothesis" if not scaled else ", ".join(name for name, did in (
+        ("gradient and smoothed ascent", int(found.methods.get("gradient", {}).get("starts", 0)) > 0),
+        ("hypothesis", int(found.methods.get("hypothesis", {}).get("examples", 0)) > 0)) if did) or "sampling only"
+    res_text = "" if scaled else (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
                 f"({res['data_scale_inputs']} samples there)" if "resolution" in res else "")
     if not math.isfinite(worst) or (has64 and not math.isfinite(max64)):
         x_bad = worst_x if not math.isfinite(worst) else worst64_x
@@ -608,7 +613,7 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         oracle_text = f"float64 max {_vs(max64, tol64.value)}"
     if verdict is Verdict.HOLDS:
         summary = (f"max defect {_vs(worst, tol.value)} (tolerance) over {n_total} inputs (scales ×{scales} of the data "
-                   f"box, gradient and smoothed ascent, hypothesis){res_text}; {oracle_text}"
+                   f"box, {ran}){res_text}; {oracle_text}"
                    + (f"; the {dt} excess is beyond ×{NEAR_DATA:g} the data (near it: {_vs(near_max, tol.value)}), where "
                       "only the float64 oracle judges (the defect's own evaluation has no correct digit left there)"
                       if far_excess else ""))
