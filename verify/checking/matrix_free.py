@@ -215,8 +215,9 @@ def plan(kind: str, n: int, dtype: torch.dtype, device: torch.device, pol: Polic
         text = (f"log|det J| exact: J assembled in blocks of {min(pol.block, n)} rows eₖᵀJ (reverse-mode products "
                 f"batched over one forward; columns J·eₖ where that cannot run), then LU (torch.linalg.slogdet); {_fmt_bytes(need)} per input, {at_once} at a time within "
                 f"{_fmt_bytes(limit)}; κ₂(J) by Lanczos on JᵀJ ({min(pol.condition_steps, n)} steps): an estimate "
-                "never above κ₂, so the normalisation never excuses more than the exact κ₂ would. Cannot miss "
-                "a det ≠ 1 anywhere in J")
+                "never above κ₂, so the normalisation never excuses more than the exact κ₂ would. At every input it "
+                "evaluates it cannot miss a det ≠ 1 (the LU is exact up to round-off); what it can miss is an input the "
+                "search did not reach, and at this cost it reaches few (the evidence states how many)")
     elif method == "slq":
         text = (f"log|det J| estimated by stochastic Lanczos quadrature ({pol.slq_probes} Rademacher probes × "
                 f"{pol.slq_steps} steps on JᵀJ) because an exact LU at n = {n} exceeds "
