@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from verify.properties.base import MapProperty, Probe, Tolerance, condition_scale
+from verify.properties.base import MapProperty, Probe, Tolerance
 from verify.errors import InputError
 from verify.derive.symbolic import Traced
 
@@ -30,6 +30,7 @@ class Invertible(MapProperty):
         r" \big((1+\|x\|_\infty+\|f(x)\|_\infty)\max(1,\kappa_2(J))\big)"
     )
     needs_inverse: ClassVar[bool] = True
+    jacobian_kind: ClassVar[str] = "condition"
     # An iterative inverse (fixed point, Newton) is only as good as its iterations: the claim states how good, as the
     # relative round-trip error max(|f⁻¹(f(x)) − x|∞, |f(f⁻¹(x)) − x|∞)/(1 + |x|∞ + |f(x)|∞) it allows (not divided by
     # κ₂(J): the stated accuracy is the whole allowance, so choose it above round-off). None: round-off only.
@@ -91,7 +92,8 @@ class Invertible(MapProperty):
         size = 1 + x.abs().amax(-1) + y.abs().amax(-1)
         if self.inverse_accuracy is not None:
             return err / size  # the stated accuracy is relative to the size alone (see inverse_accuracy)
-        return err / (size * condition_scale(probe.J))
+        # κ₂(J) from the full J at small n, else a Lanczos estimate κ̂₂ ≤ κ₂ (Probe.condition): never excuses more
+        return err / (size * probe.condition())
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
         if self.inverse_accuracy is not None:
