@@ -137,10 +137,28 @@ def derive(prop: Property, blocks: Sequence[SymbolicBlock], time_limit: float = 
     )
 
 
-def block_latex(block: SymbolicBlock) -> str:
-    """The block's map as LaTeX: output vector in terms of the input x."""
-    x, y, _ = collect(block)
-    return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))
+LATEX_MAX_DIM = 16  # a block of more coordinates is described, not printed: its map is pages of LaTeX nobody reads
+LATEX_TIME_LIMIT = 5.0  # seconds: rendering runs before any claim, so it must never hold up the check
+
+
+def block_latex(block: SymbolicBlock, time_limit: float = LATEX_TIME_LIMIT) -> str:
+    """The block's map as LaTeX: output vector in terms of the input x.
+
+    Bounded in size and time: a 256-coordinate G-SympNet block (K of 32 × 128) took minutes in sympy's printer alone
+    before any proof started, so a block of more than LATEX_MAX_DIM coordinates, or one whose rendering exceeds the time
+    limit, gets a one-line description instead."""
+    if block.dim > LATEX_MAX_DIM:
+        return (rf"\text{{{block.dim}-dimensional block, not printed (more than {LATEX_MAX_DIM} coordinates)"
+                + (f": {block.description}" if block.description else "") + "}")
+
+    def render() -> str:
+        x, y, _ = collect(block)
+        return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))
+
+    try:
+        return within_limit(render, time_limit, f"rendering block {block.name}")
+    except SymbolicTimeout:
+        return rf"\text{{not printed: rendering took longer than {time_limit:g} s}}"
 
 
 SCHEME_LEMMA = (
