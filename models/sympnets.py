@@ -95,7 +95,7 @@ class GSympNetFPUT(GSympNet):
 # and a check of 135 inputs took 40–80 s per claim, so the engine's default search (8192 inputs plus the resolution
 # stage, 32 ascent starts, 60 hypothesis examples, each in two dtypes) would take ~30 min per claim. Each size therefore
 # declares the search it can afford (stated in every report: the evidence's input count and the report's options), and
-# the default (quick) size, which every pytest run trains and checks, is the 64-dimensional chain. The matrix-free path
+# the quick and full sizes, which every pytest run and `make reports` train and check, are the 64-dimensional chain. The matrix-free path
 # (issue 10: jvp/vjp probes, no SVD of full Jacobians) is what lets 256 be the default size and 4096 be checked at all.
 # resolution=0 switches the data-scale resolution stage off: no sample count resolves a ball of 0.1 of the half-width in
 # 64+ dimensions (and c·ρᵈ underflows to 0 beyond ~300, a ZeroDivisionError in search._resolution).
@@ -108,10 +108,14 @@ architecture(
     composition="alternating gradient kicks and drifts",
     sizes={
         "quick": Size(config={"dim": 64, "layers": 6, "width": 16}, steps=300, lr=1e-2, budget=CHAIN_BUDGET_64),
-        "full": Size(config={"dim": 256, "layers": 6, "width": 16}, steps=300, lr=1e-2, task="fput-chain-256",
-                     budget=CHAIN_BUDGET_256),
-        # not run by `make reports` (which uses full) or pytest (quick): `verify check g-sympnet-fput --size large`
-        "large": Size(config={"dim": 4096, "layers": 6, "width": 16}, steps=100, lr=1e-2, batch=64, n_train=256,
-                      task="fput-chain-4096", budget=CHAIN_BUDGET_4096),
+        "full": Size(config={"dim": 64, "layers": 6, "width": 16}, steps=600, lr=1e-2, n_train=1024,
+                     budget=CHAIN_BUDGET_64),
+        # Neither is run by pytest (quick) or `make reports` (full): measured on this 2-core CPU, the 256 check took
+        # 4–12 min with training (contention-dependent), and the 4096 one needs the matrix-free path.
+        # `verify check g-sympnet-fput --size large` / `--size xlarge`
+        "large": Size(config={"dim": 256, "layers": 6, "width": 16}, steps=300, lr=1e-2, task="fput-chain-256",
+                      budget=CHAIN_BUDGET_256),
+        "xlarge": Size(config={"dim": 4096, "layers": 6, "width": 16}, steps=100, lr=1e-2, batch=64, n_train=256,
+                       task="fput-chain-4096", budget=CHAIN_BUDGET_4096),
     },
 )(GSympNetFPUT)

@@ -34,6 +34,8 @@ CLIENTS = {
     "e3nn-o3-cloud": ("e3nn", {"Equivariant": "holds"}),
     "e3nn-o3-cloud-bias": ("e3nn", {"Equivariant": "violated"}),
     "e3nn-o3-cloud-leaky-gate": ("e3nn", {"Equivariant": "violated"}),
+    "zuko-nsf": ("zuko", {"Invertible": "holds", "LogDet": "holds"}),
+    "zuko-nsf-negated-logdet": ("zuko", {"Invertible": "holds", "LogDet": "violated"}),
 }
 
 

@@ -85,7 +85,11 @@ class ZukoFlow(nn.Module):
 
         self.flow = zuko.flows.NSF(features=2, context=0, transforms=transforms, hidden_features=[hidden, hidden],
                                    bins=bins)
-        self.depth = transforms  # spline layers: what the verifier's round-off model counts (not every nn.Linear)
+        # what the verifier's round-off model counts as layers (not every nn.Linear): each spline transform rounds once
+        # forward, and its inverse runs `features` (= 2) sequential passes, each a full spline evaluation and inversion,
+        # so a round trip rounds transforms × 2 times (with depth = transforms the quick flow's genuine round trip, 6e-7
+        # = 5 eps in float32, sat at 1.7× the tolerance 1.5·L·eps; the float64 copy agrees to 1e-15)
+        self.depth = 2 * transforms
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z, ladj = self.flow.transform().call_and_ladj(x)
