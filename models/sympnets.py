@@ -87,7 +87,7 @@ from verify.models import chain_tasks  # noqa: E402,F401  (registers the chain t
 
 
 class GSympNetFPUT(GSympNet):
-    """G-SympNet on the flow map of a Fermi–Pasta–Ulam–Tsingou β chain: 2d = 256 (quick, full) and 4096 (large)."""
+    """G-SympNet on the flow map of a Fermi–Pasta–Ulam–Tsingou β chain: 2d = 64 (quick, full), 256 (large), 4096 (xlarge)."""
 
 
 # The numeric stage builds a full Jacobian per input (one reverse pass per coordinate) and an SVD per defect (‖J‖₂,
