@@ -164,13 +164,14 @@ def check(
     # the caller's budget, else the one the size declares (a high-dimensional model's affordable search), else the
     # engine's default
     declared = arch.size(size).budget if arch is not None and size in arch.sizes else None
+    from_size = budget is None and declared is not None  # (--inputs/--examples may still replace two of its fields)
     budget = budget or declared or Budget()
     if n_inputs is not None or max_examples is not None:
         budget = dataclasses.replace(budget, n_inputs=budget.n_inputs if n_inputs is None else n_inputs,
                                      examples=budget.examples if max_examples is None else max_examples)
     settings = Settings(seed=seed, budget=budget)
     result.options = {"seed": seed, "n_inputs": budget.n_inputs, "max_examples": budget.examples, "time_limit": time_limit,
-                      "budget": dataclasses.asdict(budget), "budget_declared_by_size": declared is not None and budget is declared,
+                      "budget": dataclasses.asdict(budget), "budget_declared_by_size": from_size,
                       "rollout_steps": rollout_steps, "symbolic": symbolic, "numeric": numeric, "device": device}
 
     try:
