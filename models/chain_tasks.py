@@ -174,8 +174,8 @@ def fput_chain(name: str, dim: int, **options: object) -> FPUTChain:
     return register_task(FPUTChain(name=name, dim=dim, description=text, **options))  # type: ignore[arg-type]
 
 
-# One task per dimension (a task has one dimension, and the registry asks it for its box): 64 for the quick and full
-# sizes that pytest and `make reports` check, 256 and 4096 for the large and xlarge sizes that neither runs by default.
+# One task per dimension (a task has one dimension, and the registry asks it for its box): 64 for the quick size that
+# pytest checks, 256 for the full size of `make reports`, 4096 for the large size that neither runs by default.
 FPUT_64 = fput_chain("fput-chain-64", 64)
 FPUT_256 = fput_chain("fput-chain-256", 256)
 FPUT_4096 = fput_chain("fput-chain-4096", 4096)

@@ -87,15 +87,15 @@ from verify.models import chain_tasks  # noqa: E402,F401  (registers the chain t
 
 
 class GSympNetFPUT(GSympNet):
-    """G-SympNet on the flow map of a Fermi–Pasta–Ulam–Tsingou β chain: 2d = 64 (quick, full), 256 (large), 4096 (xlarge)."""
+    """G-SympNet on the flow map of a Fermi–Pasta–Ulam–Tsingou β chain: 2d = 64 (quick), 256 (full), 4096 (large)."""
 
 
 # The numeric stage builds a full Jacobian per input (one reverse pass per coordinate) and an SVD per defect (‖J‖₂,
 # κ₂(J)): measured on this 2-core CPU at 2d = 256, ~15 ms per input for the Jacobian and 15–25 ms per defect per dtype,
-# and a check of 135 inputs took 40–80 s per claim, so the engine's default search (8192 inputs plus the resolution
+# and a check of 135 inputs took 40–80 s per claim (on a loaded machine), so the engine's default search (8192 inputs plus the resolution
 # stage, 32 ascent starts, 60 hypothesis examples, each in two dtypes) would take ~30 min per claim. Each size therefore
 # declares the search it can afford (stated in every report: the evidence's input count and the report's options), and
-# the quick and full sizes, which every pytest run and `make reports` train and check, are the 64-dimensional chain. The matrix-free path
+# the quick size, which every pytest run trains and checks, is the 64-dimensional chain. The matrix-free path
 # (issue 10: jvp/vjp probes, no SVD of full Jacobians) is what lets 256 be the default size and 4096 be checked at all.
 # resolution=0 switches the data-scale resolution stage off: no sample count resolves a ball of 0.1 of the half-width in
 # 64+ dimensions (and c·ρᵈ underflows to 0 beyond ~300, a ZeroDivisionError in search._resolution).
@@ -107,15 +107,14 @@ architecture(
     "g-sympnet-fput", claims=SYMPLECTIC_FAMILY, task="fput-chain-64", blocks=g_blocks, reference=REFERENCE,
     composition="alternating gradient kicks and drifts",
     sizes={
+        # quick (every pytest run): the 64-dimensional chain, ~12 s trained and checked on an idle core
         "quick": Size(config={"dim": 64, "layers": 6, "width": 16}, steps=300, lr=1e-2, budget=CHAIN_BUDGET_64),
-        "full": Size(config={"dim": 64, "layers": 6, "width": 16}, steps=600, lr=1e-2, n_train=1024,
-                     budget=CHAIN_BUDGET_64),
-        # Neither is run by pytest (quick) or `make reports` (full): measured on this 2-core CPU, the 256 check took
-        # 4–12 min with training (contention-dependent), and the 4096 one needs the matrix-free path.
-        # `verify check g-sympnet-fput --size large` / `--size xlarge`
-        "large": Size(config={"dim": 256, "layers": 6, "width": 16}, steps=300, lr=1e-2, task="fput-chain-256",
-                      budget=CHAIN_BUDGET_256),
-        "xlarge": Size(config={"dim": 4096, "layers": 6, "width": 16}, steps=100, lr=1e-2, batch=64, n_train=256,
-                       task="fput-chain-4096", budget=CHAIN_BUDGET_4096),
+        # full (`make reports`): 2d = 256, ~23 s trained and checked on an idle core with its 32-input budget
+        "full": Size(config={"dim": 256, "layers": 6, "width": 16}, steps=1000, lr=5e-3, n_train=2048, task="fput-chain-256",
+                     budget=CHAIN_BUDGET_256),
+        # run only when named (`verify check g-sympnet-fput --size large`): 2d = 4096 needs the matrix-free path (one
+        # full Jacobian takes 2 s, and the SVDs of one Symplectic defect 207 s, on this CPU)
+        "large": Size(config={"dim": 4096, "layers": 6, "width": 16}, steps=100, lr=1e-2, batch=64, n_train=256,
+                      task="fput-chain-4096", budget=CHAIN_BUDGET_4096),
     },
 )(GSympNetFPUT)
