@@ -1,4 +1,4 @@
-"""Real libraries as clients: strupnet, FrEIA, memcnn, torchdiffeq, geotorch and e3nn modules, declared with true and
+"""Real libraries as clients: strupnet, FrEIA, memcnn, torchdiffeq, geotorch, e3nn and zuko modules, declared with true and
 false claims in a package of their own (tests/clients, installed by setup.sh) that registers them through the
 `verify.architectures` entry point, exactly as a user's package would.
 
@@ -34,6 +34,8 @@ CLIENTS = {
     "e3nn-o3-cloud": ("e3nn", {"Equivariant": "holds"}),
     "e3nn-o3-cloud-bias": ("e3nn", {"Equivariant": "violated"}),
     "e3nn-o3-cloud-leaky-gate": ("e3nn", {"Equivariant": "violated"}),
+    "zuko-nsf": ("zuko", {"Invertible": "holds", "LogDet": "holds"}),
+    "zuko-nsf-negated-logdet": ("zuko", {"Invertible": "holds", "LogDet": "violated"}),
 }
 
 
