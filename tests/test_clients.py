@@ -76,7 +76,7 @@ def test_the_client_package_registers_through_the_entry_point():
     from verify.declare.registry import all_architectures
 
     modules = {ep.value for ep in _client_entry_points()}
-    assert {f"{CLIENT_PACKAGE}.{m}_models" for m in ("strupnet", "freia", "memcnn", "torchdiffeq", "geotorch", "e3nn")} <= modules
+    assert {f"{CLIENT_PACKAGE}.{m}_models" for m in ("strupnet", "freia", "memcnn", "torchdiffeq", "geotorch", "e3nn", "zuko")} <= modules
     from verify_clients import MISSING
 
     registered = {a.name: a for a in all_architectures()}
