@@ -11,8 +11,10 @@ reports: setup
 	.venv/bin/verify report --cache; status=$$?; \
 	wait $$power || status=1; exit $$status
 
+# two workers on two cores; --dist loadgroup keeps an architecture's claims on one worker (one check, not one per
+# worker), see verify/pytest_plugin.py
 test: setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n 2 --dist loadgroup
 
 bench: setup
 	.venv/bin/verify bench

@@ -25,7 +25,7 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ set
   .venv/bin/python -c "import torch, escnn, sympy, hypothesis, verify" || { echo "setup: import check failed"; exit 1; }
   .venv/bin/python -c "import torch, sys; sys.exit(0 if torch.__version__.split('+')[0] == '2.13.0' else 1)" \
     || { echo "setup: torch is not 2.13.0 (a package replaced it): pip install torch==2.13.0"; exit 1; }
-  for lib in strupnet FrEIA memcnn torchdiffeq geotorch e3nn verify_clients; do
+  for lib in strupnet FrEIA memcnn torchdiffeq geotorch e3nn zuko verify_clients; do
     .venv/bin/python -c "import $lib" >/dev/null 2>&1 \
       || echo "setup: $lib does not import; tests/test_clients.py skips what needs it (the skip says how to install it)"
   done

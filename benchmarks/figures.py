@@ -288,8 +288,15 @@ def main(out: Path, quick: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = "benchmarks-quick" if quick else "benchmarks"
     atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
-    atomic_write_text(out / f"{name}.md", to_markdown(r))
-    print(to_markdown(r))
+    # the matrix-free figures take minutes (python -m benchmarks.matrix_free): their saved section is folded in
+    from benchmarks import matrix_free as bench_matrix_free
+
+    text = to_markdown(r)
+    extra = bench_matrix_free.section(out)
+    if extra:
+        text += "\n\n" + extra
+    atomic_write_text(out / f"{name}.md", text)
+    print(text)
     return 0
 
 

@@ -7,4 +7,5 @@ from verify.models import sympnets, henonnet, hamiltonian_net, scheme_nets  # no
 from verify.models import controls  # noqa: F401  (negative controls)
 from verify.models import image_tasks, equivariant_cnns  # noqa: F401,I001  (G-equivariance: escnn steerable CNNs and controls)
 from verify.models import set_tasks, permutation  # noqa: F401,I001  (permutation equivariance: DeepSets, GNN and a control)
+from verify.models import iresnet  # noqa: F401,I001  (i-ResNets: Lipschitz bounds and iterative inverses, and controls)
 from verify.models import flow_tasks, flows, flow_controls  # noqa: F401,I001  (normalising flows: NICE, RealNVP, Glow; controls)

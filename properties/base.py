@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from verify.checking.domains import Domain
     from verify.evidence import Evidence
     from verify.declare.subject import Settings, Subject
+    from verify.checking.matrix_free import Plan
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Probe:
         self.strict = strict
         self._y: torch.Tensor | None = None
         self._J: torch.Tensor | None = None
+        self._cache: dict[Any, Any] = {}
 
     def call(self, x: torch.Tensor, method: str = "forward") -> torch.Tensor:
         from verify.checking.numeric import forward
@@ -69,6 +72,173 @@ class Probe:
             # dtype produced is widened to float32 for the defect's linear algebra; the tolerance stays the model's
             self._J = J.float() if J.dtype in HALF_PRECISION else J
         return self._J
+
+    # -- matrix-free operations (verify/checking/matrix_free.py) ----------------------------------------------------
+    # Every Jacobian property asks the probe, not J: below Policy.full_max_dim the answers come from the full J (the
+    # historical numbers, unchanged); above it from Jacobian-vector products, with memory linear in n (log|det J|:
+    # J assembled in column blocks, n² per input, while the plan says it is affordable).
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[-1])
+
+    def plan(self, kind: str) -> "Plan":
+        """The method `kind` of Jacobian work takes on this batch (chosen before computing; MemoryRefused if none fits)."""
+        from verify.checking import matrix_free as mf
+
+        key = ("plan", kind)
+        if key not in self._cache:
+            self._cache[key] = mf.plan(kind, self.n, self.x.dtype, self.x.device, graph=self.x.requires_grad)
+        return self._cache[key]
+
+    def full(self, kind: str) -> bool:
+        return self.plan(kind).method == "full"
+
+    def jvp(self, v: torch.Tensor) -> torch.Tensor:
+        """J_f(x_i)·v_i per input (v: (B, n), or (B, k, n) for k tangents per input)."""
+        from verify.checking import matrix_free as mf
+
+        return mf.jvp(self.model, self.x, v)
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        """J_f(x_i)ᵀ·w_i per input (shapes as jvp)."""
+        from verify.checking import matrix_free as mf
+
+        return mf.vjp(self.model, self.x, w)
+
+    def _chunks(self, kind: str) -> list[slice]:
+        at_once = self.plan(kind).inputs_at_once
+        B = int(self.x.shape[0])
+        return [slice(i, min(i + at_once, B)) for i in range(0, B, at_once)]
+
+    def _linearization(self, sl: slice) -> Any:
+        """J at the inputs of one chunk as products (one forward, shared by the symplectic and the norm runs)."""
+        from verify.checking import matrix_free as mf
+
+        key = ("lin", sl.start, sl.stop)
+        if key not in self._cache:
+            self._cache[key] = mf.Linearization(self.model, self.x[sl])
+        return self._cache[key]
+
+    def _linear_dtype(self) -> torch.dtype:
+        return torch.float32 if self.x.dtype in HALF_PRECISION else self.x.dtype
+
+    def _exact(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sign, log|det J|, max(1, κ̂₂)) from J assembled in column blocks, as many inputs at a time as fit."""
+        from verify.checking import matrix_free as mf
+
+        if "exact" not in self._cache:
+            pol = mf.policy()
+            signs, logs, kappas = [], [], []
+            for sl in self._chunks(mf.LOGDET):
+                J = mf.jacobian_blocks(self.model, self.x[sl], min(pol.block, self.n)).to(self._linear_dtype())
+                sign, logabs = torch.linalg.slogdet(J)
+                signs.append(sign), logs.append(logabs)
+                # κ̂₂ from Lanczos on JᵀJ with J in hand (products are O(n²) here, far cheaper than an SVD's O(n³))
+                kappas.append(_kappa_scale(lambda v, J=J: (J.transpose(-1, -2) @ (J @ v.unsqueeze(-1))).squeeze(-1),
+                                           J.shape[0], self.n, J.dtype, J.device, pol))
+            self._cache["exact"] = (torch.cat(signs), torch.cat(logs), torch.cat(kappas))
+        return self._cache["exact"]
+
+    def slogdet(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign, log|det J|) per input: torch.linalg.slogdet of the full J, or of J assembled in column blocks."""
+        from verify.checking import matrix_free as mf
+        from verify.errors import InputError
+
+        pl = self.plan(mf.LOGDET)
+        if pl.method == "full":
+            return torch.linalg.slogdet(self.J)
+        if pl.method == "exact":
+            sign, logabs, _ = self._exact()
+            return sign, logabs
+        raise InputError(f"log|det J| at n={self.n}", pl.method, "an exact method (no sound bound exists for the "
+                         "estimate at this size)", pl.statement)
+
+    def condition(self) -> torch.Tensor:
+        """max(1, κ₂(J)) per input (the round-off amplification of det and inverse); above full size a Lanczos estimate
+        κ̂₂ ≤ κ₂, so dividing by it never excuses more than the exact κ₂ would (condition_scale's rules apply)."""
+        from verify.checking import matrix_free as mf
+
+        if self.full(mf.CONDITION):
+            return condition_scale(self.J)
+        if self.plan(mf.LOGDET).method == "exact" and "exact" in self._cache:
+            return self._cache["exact"][2]
+        if "kappa" not in self._cache:
+            pol = mf.policy()
+            parts = []
+            for sl in self._chunks(mf.CONDITION):
+                x = self.x[sl]
+                lin = self._linearization(sl)  # one forward, re-used by every product of the run
+                parts.append(_kappa_scale(lambda v, lin=lin: lin.vjp(lin.jvp(v)),
+                                          int(x.shape[0]), self.n, self._linear_dtype(), x.device, pol))
+            self._cache["kappa"] = torch.cat(parts)
+        return self._cache["kappa"]
+
+    def norm2(self) -> torch.Tensor:
+        """‖J‖₂ per input: exact from the full J, else the largest Lanczos Ritz value of JᵀJ (never above ‖J‖₂)."""
+        from verify.checking import matrix_free as mf
+
+        if self.full(mf.CONDITION):
+            return torch.linalg.matrix_norm(self.J, ord=2)
+        if "norm2" not in self._cache:
+            pol = mf.policy()
+            parts = []
+            for sl in self._chunks(mf.CONDITION):
+                x = self.x[sl]
+                lin = self._linearization(sl)
+                v0 = mf.start_vectors(int(x.shape[0]), self.n, self._linear_dtype(), x.device, pol.seed + 1)
+                theta = mf.lanczos(lambda v, lin=lin: lin.vjp(lin.jvp(v)), v0, pol.condition_steps)
+                parts.append(theta[..., -1].clamp_min(torch.finfo(theta.dtype).tiny).sqrt())
+            self._cache["norm2"] = torch.cat(parts)
+        return self._cache["norm2"]
+
+    def symplectic_norm(self) -> torch.Tensor:
+        """‖JᵀΩJ − Ω‖₂ per input, as the upper confidence bound σ̂/√(1−ε) of k Lanczos steps on RᵀR (P(true norm above
+        it) ≤ Policy.confidence per input, Kuczyński–Woźniakowski); exact spectral norm from the full J."""
+        from verify.checking import matrix_free as mf
+
+        if self.full(mf.SYMPLECTIC):
+            n = self.n
+            d = n // 2
+            om = torch.zeros(n, n, dtype=self.J.dtype, device=self.J.device)
+            om[:d, d:] = torch.eye(d, dtype=om.dtype, device=om.device)
+            om[d:, :d] = -torch.eye(d, dtype=om.dtype, device=om.device)
+            return torch.linalg.matrix_norm(self.J.transpose(-1, -2) @ om @ self.J - om, ord=2)
+        if "symplectic" not in self._cache:
+            pol = mf.policy()
+            d = self.n // 2
+
+            def omega(v: torch.Tensor) -> torch.Tensor:
+                return torch.cat([v[..., d:], -v[..., :d]], dim=-1)
+
+            parts = []
+            k = min(pol.lanczos_steps, self.n)
+            eps_kw = min(mf.kw_epsilon(self.n, k, pol.confidence), 0.75)
+            for sl in self._chunks(mf.SYMPLECTIC):
+                x = self.x[sl]
+                lin = self._linearization(sl)
+
+                def residual(v: torch.Tensor, lin: Any = lin) -> torch.Tensor:  # R·v = Jᵀ(Ω·J·v) − Ω·v
+                    return lin.vjp(omega(lin.jvp(v))) - omega(v)
+
+                v0 = mf.start_vectors(int(x.shape[0]), self.n, self._linear_dtype(), x.device, pol.seed)
+                theta = mf.lanczos(lambda v: -residual(residual(v)), v0, k)  # RᵀR = −R² (R is antisymmetric)
+                sigma = theta[..., -1].clamp_min(torch.finfo(theta.dtype).tiny).sqrt()
+                parts.append(sigma / math.sqrt(1.0 - eps_kw))
+            self._cache["symplectic"] = torch.cat(parts)
+        return self._cache["symplectic"]
+
+
+def _kappa_scale(matvec: Any, B: int, n: int, dtype: torch.dtype, device: torch.device, pol: Any) -> torch.Tensor:
+    """max(1, κ̂₂) from Lanczos on JᵀJ: the Ritz values lie inside [λ_min, λ_max], so κ̂ = √(θ_max/θ_min) ≤ κ₂; where
+    θ_min is not positive or κ̂ is beyond 1/eps the scale is 1 (as condition_scale: nothing is excused there)."""
+    from verify.checking import matrix_free as mf
+
+    v0 = mf.start_vectors(B, n, dtype, device, pol.seed + 1)
+    theta = mf.lanczos(matvec, v0, pol.condition_steps)
+    lo, hi = theta[..., 0], theta[..., -1]
+    kappa = (hi / lo).sqrt()
+    ok = (lo > 0) & torch.isfinite(kappa) & (kappa <= 1.0 / eps(dtype))
+    return torch.where(ok, kappa.clamp_min(1.0), torch.ones_like(hi))
 
 
 # how a symbolic stage that had no form to work on begins its summary (an `undecided` that is not a timeout: the claim
@@ -114,6 +284,9 @@ class Property:
     lemma: ClassVar[str] = ""  # why the layer lemmas lift to the network (closure under composition)
     defect_text: ClassVar[str] = ""  # LaTeX of the normalised numeric defect
     needs_inverse: ClassVar[bool] = False
+    # the Jacobian work the numeric defect needs (verify/checking/matrix_free.py: "symplectic", "logdet", "condition"),
+    # None when it needs no Jacobian: the numeric stage plans the method, and scales the search to its cost, from it
+    jacobian_kind: ClassVar[str | None] = None
 
     # -- the protocol -----------------------------------------------------------
     def symbolic(self, subject: "Subject") -> "Evidence | None":

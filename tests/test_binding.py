@@ -22,7 +22,7 @@ from verify.declare.registry import all_architectures
 from verify.derive.symbolic import Builder, SymbolicBlock, trace_float, trace_torch
 
 ARCHS = [a for a in all_architectures() if a.blocks is not None and a.name in {
-    "la-sympnet", "g-sympnet", "g-sympnet-hh", "henonnet", "hnn-verlet", "hnn-verlet-hh",
+    "la-sympnet", "g-sympnet", "g-sympnet-hh", "g-sympnet-fput", "henonnet", "hnn-verlet", "hnn-verlet-hh",
     "resnet-flow", "sympnet-mismatched", "affine-coupling", "coupling-buggy-inverse",
 }]
 

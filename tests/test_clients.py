@@ -1,4 +1,4 @@
-"""Real libraries as clients: strupnet, FrEIA, memcnn, torchdiffeq, geotorch and e3nn modules, declared with true and
+"""Real libraries as clients: strupnet, FrEIA, memcnn, torchdiffeq, geotorch, e3nn and zuko modules, declared with true and
 false claims in a package of their own (tests/clients, installed by setup.sh) that registers them through the
 `verify.architectures` entry point, exactly as a user's package would.
 
@@ -34,6 +34,8 @@ CLIENTS = {
     "e3nn-o3-cloud": ("e3nn", {"Equivariant": "holds"}),
     "e3nn-o3-cloud-bias": ("e3nn", {"Equivariant": "violated"}),
     "e3nn-o3-cloud-leaky-gate": ("e3nn", {"Equivariant": "violated"}),
+    "zuko-nsf": ("zuko", {"Invertible": "holds", "LogDet": "holds"}),
+    "zuko-nsf-negated-logdet": ("zuko", {"Invertible": "holds", "LogDet": "violated"}),
 }
 
 
@@ -74,7 +76,7 @@ def test_the_client_package_registers_through_the_entry_point():
     from verify.declare.registry import all_architectures
 
     modules = {ep.value for ep in _client_entry_points()}
-    assert {f"{CLIENT_PACKAGE}.{m}_models" for m in ("strupnet", "freia", "memcnn", "torchdiffeq", "geotorch", "e3nn")} <= modules
+    assert {f"{CLIENT_PACKAGE}.{m}_models" for m in ("strupnet", "freia", "memcnn", "torchdiffeq", "geotorch", "e3nn", "zuko")} <= modules
     from verify_clients import MISSING
 
     registered = {a.name: a for a in all_architectures()}

@@ -161,12 +161,17 @@ def check(
     claim_list = [as_claim(c) for c in claims] if claims else list(arch.claims)
     name = arch.name if arch else type(model).__name__
     result = ArchitectureResult(name=name, size=size, results=[], architecture=arch)
-    budget = budget or Budget()
+    # the caller's budget, else the one the size declares (a high-dimensional model's affordable search), else the
+    # engine's default
+    declared = arch.size(size).budget if arch is not None and size in arch.sizes else None
+    from_size = budget is None and declared is not None  # (--inputs/--examples may still replace two of its fields)
+    budget = budget or declared or Budget()
     if n_inputs is not None or max_examples is not None:
         budget = dataclasses.replace(budget, n_inputs=budget.n_inputs if n_inputs is None else n_inputs,
                                      examples=budget.examples if max_examples is None else max_examples)
     settings = Settings(seed=seed, budget=budget)
     result.options = {"seed": seed, "n_inputs": budget.n_inputs, "max_examples": budget.examples, "time_limit": time_limit,
+                      "budget": dataclasses.asdict(budget), "budget_declared_by_size": from_size,
                       "rollout_steps": rollout_steps, "symbolic": symbolic, "numeric": numeric, "device": device}
 
     try:
@@ -200,7 +205,7 @@ def check(
                                         if not isinstance(exc, VerifyError) else ""))
         result.trained = trained
 
-        task = get_task(arch.task) if arch and arch.task else None
+        task = get_task(arch.task_for(size)) if arch and arch.task_for(size) else None
         if dim is None:
             dim = (arch.size(size).config.get("dim") if arch else None) or getattr(task, "dim", None)
             dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)

@@ -302,7 +302,8 @@ def _ratio(prop: MapProperty, model: torch.nn.Module, dtype: torch.dtype, tol: f
 
 
 def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.nn.Module, xs: torch.Tensor,
-                      r64: torch.Tensor, tol64: float, seed: int, chunk: int = 1024) -> dict[str, Any] | None:
+                      r64: torch.Tensor, tol64: float, seed: int, chunk: int = 1024, first: int = 64
+                      ) -> dict[str, Any] | None:
     """Which float64 excesses the precision the parameters were stored in explains (verify/precision.py).
 
     Every input whose float64 ratio exceeds 1 is replayed on STORAGE_DRAWS float64 copies with every stored number
@@ -322,7 +323,8 @@ def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.
 
     checked = 0
     worst: dict[str, Any] = {}
-    sizes = [min(64, cand.shape[0])] + [chunk] * max(0, math.ceil((cand.shape[0] - 64) / chunk))
+    first = max(1, min(first, cand.shape[0]))  # the worst inputs first: one structural input settles it
+    sizes = [first] + [chunk] * max(0, math.ceil((cand.shape[0] - first) / chunk))
     pos = 0
     for size in sizes:
         x = cand[pos : pos + size]
@@ -393,6 +395,24 @@ def measure(
             ratio=_ratio(prop, model, dtype, tol.value, detach=not own),
             ratio64=None if model64 is None or own else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
         )
+        stage = "numeric (method)"
+        mf_plan, cost = None, None
+        if getattr(prop, "jacobian_kind", None) is not None:
+            # the Jacobian method is chosen before anything large is computed (a memory estimate per input; refused
+            # with the numbers when nothing fits: MemoryRefused is an InputError, reported as `error` below)
+            from verify.checking import matrix_free as mf
+
+            mf_plan = mf.plan(prop.jacobian_kind, dim, torch.float64 if model64 is not None else dtype, device)
+            if not mf_plan.sound:
+                return _estimate_only(prop, model, domain, dim, mf_plan, seed, start)
+            if mf_plan.method != "full":
+                budget, cost = cost_aware_budget(prop, objective, domain, budget, dim, device, seed, mf_plan, dtype)
+                try:  # the ascent differentiates the defect, which keeps every intermediate: does one input still fit?
+                    mf.plan(prop.jacobian_kind, dim, torch.float64 if model64 is not None else dtype, device, graph=True)
+                except mf.MemoryRefused as exc:
+                    budget = dataclasses.replace(budget, starts=0, note=f"{budget.note}; no gradient ascent: {exc}")
+                    cost["note"] = budget.note
+                    cost["scaled"] = True
         stage = "numeric (search)"
         found = search(objective, domain, seed=seed, budget=budget, device=device)
         if own:  # the same numbers against the same tolerance (tol == tol64 in float64)
@@ -404,7 +424,8 @@ def measure(
             r64 = torch.cat([found.ratios64, found.cand_ratios64])
             finite = torch.isfinite(r64)
             if bool(finite.all()):  # a non-finite defect is reported as such (_measurement), not judged here
-                storage = storage_judgement(prop, model, model64, xs, r64, tol64.value, seed, budget.chunk)
+                storage = storage_judgement(prop, model, model64, xs, r64, tol64.value, seed, budget.chunk,
+                                            first=64 if cost is None else 1)
     except Exception as exc:  # bad input, or any exception from the model or its library: error evidence
         from verify.errors import describe
 
@@ -415,7 +436,111 @@ def measure(
     jpath, jwhy = jacobian_path(model)
     if jpath:
         paths["jacobian"] = JACOBIAN_PATHS[jpath] + (f" (faster paths could not run: {jwhy})" if jwhy else "")
+    if mf_plan is not None and mf_plan.method != "full":
+        from verify.checking import matrix_free as mf
+
+        ppath, pwhy = mf.product_path(model)
+        paths["matrix_free"] = mf_plan.statement + (f"; products by {mf.PATHS[ppath]}" if ppath else "") + (
+            f" (torch.func could not run: {pwhy})" if pwhy else "")
+        paths["plan"] = mf_plan.record()  # type: ignore[assignment]
+        if cost is not None:
+            paths["cost"] = cost  # type: ignore[assignment]
     return _measurement(prop, model, found, tol, tol64, dtype, device, seed, domain, paths, storage, start)
+
+
+def cost_aware_budget(prop: MapProperty, objective: Objective, domain: Domain, budget: Budget, dim: int,
+                      device: torch.device, seed: int, mf_plan: Any, dtype: torch.dtype
+                      ) -> tuple[Budget, dict[str, Any]]:
+    """The search budget scaled to what one input costs once the Jacobian work is matrix-free (n large).
+
+    One input is timed on the model's dtype and on the float64 oracle (the first call, path checks included: an
+    overestimate). The stated defaults (8192 samples, 32 ascent starts × 16 steps, 60 hypothesis examples, shrinking)
+    are kept when they fit in Policy.seconds; otherwise: the ascent takes ≤ 40 % (4 steps, 2 neighbours, a gradient
+    counted as 4 float64 evaluations: reverse mode costs a small multiple of the evaluation it differentiates),
+    hypothesis ≤ 10 %, sampling the rest (at least 2 inputs), no data-scale resolution stage (a ball of radius 0.1 of
+    the half-width is unreachable by sampling in hundreds of dimensions anyway), no coordinate-wise shrinking (3·n·digits
+    evaluations); the evidence states the inputs searched and this arithmetic."""
+    from verify.checking import matrix_free as mf
+
+    pol = mf.policy()
+    gen = torch.Generator().manual_seed(7 * seed + 3)
+    x1 = domain.draw(1, 1.0, gen).to(device)
+    def timed(fn: Any) -> float:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            fn(x1)
+        first = time.perf_counter() - t0
+        if first > pol.seconds / 40:  # costly: the first call (path checks included) is the estimate, an overestimate
+            return first
+        t0 = time.perf_counter()  # cheap: the first call's one-time path checks would dominate; time a warm one
+        with torch.no_grad():
+            fn(x1)
+        return time.perf_counter() - t0
+
+    c = timed(objective.ratio)
+    c64 = timed(objective.ratio64) if objective.ratio64 is not None else 0.0
+    each = c + c64
+    grad = 4 * (c64 if objective.ratio64 is not None else c)
+    scales = len(list(domain.scales()))
+    default = (budget.n_inputs * each + budget.starts * budget.steps * (grad + (budget.population + 1) * (c64 or c))
+               + budget.examples * c + (16 + budget.starts) * each)
+    S = pol.seconds
+    record: dict[str, Any] = {"seconds_per_input_model": c, "seconds_per_input_float64": c64,
+                              "seconds_limit": S, "default_budget_seconds": default}
+    if default <= S:
+        record["scaled"] = False
+        return budget, record
+    steps, population = min(budget.steps, 4), min(budget.population, 2)
+    per_start = steps * (grad + (population + 1) * (c64 or c)) + each
+    starts = min(budget.starts, int(0.4 * S / per_start)) if budget.starts > 0 else 0
+    starts = starts - starts % 2 if starts > 1 else starts
+    examples = min(budget.examples, int(0.1 * S / max(c, 1e-9)))
+    # fixed costs: the timing input above, the ascent's end points and hypothesis' best replayed as candidates on both
+    spent = starts * per_start + examples * c + (2 + starts) * each
+    n_inputs = max(2, min(budget.n_inputs, int((S - spent) / max(each, 1e-9))))
+    chunk = max(1, min(budget.chunk, 64))
+    note = (f"cost-aware: one input costs {c:.3g} s ({str(dtype).replace('torch.', '')}) + {c64:.3g} s (float64 "
+            f"oracle) with the {mf_plan.method} method at n = {dim}; the default budget would take ~{default:.0f} s, so "
+            f"within {S:g} s: {n_inputs} sampled inputs over {scales} scales, {starts} ascent starts × {steps} steps, "
+            f"{examples} hypothesis examples, no resolution stage, no shrinking")
+    record.update(scaled=True, n_inputs=n_inputs, starts=starts, steps=steps, population=population, examples=examples,
+                  note=note)
+    scaled = dataclasses.replace(budget, n_inputs=n_inputs, starts=starts, steps=steps, population=population,
+                                 examples=examples, resolution_cap=0, shrink=False, replay_samples=False, chunk=chunk,
+                                 note=note)
+    return scaled, record
+
+
+def _estimate_only(prop: MapProperty, model: torch.nn.Module, domain: Domain, dim: int, mf_plan: Any, seed: int,
+                   start: float) -> Failure:
+    """No sound method fits at this size (log|det J| beyond the exact LU's reach): the stochastic Lanczos estimate on
+    two data-scale inputs is reported, and the claim is `undecided` (an estimate without a bound is not a verdict)."""
+    from verify.checking import matrix_free as mf
+
+    pol = mf.policy()
+    gen = torch.Generator().manual_seed(7 * seed + 5)
+    dtype = model_dtype(model)
+    work = torch.float32 if dtype in HALF_PRECISION else dtype
+    x = domain.draw(2, 1.0, gen).to(model_device(model)).to(dtype)
+    with torch.no_grad():
+        est, se = mf.slq_logdet(lambda v: mf.vjp(model, x, mf.jvp(model, x, v)).to(work), 2, dim, work, x.device,
+                                pol.slq_probes, pol.slq_steps, pol.seed + 2)
+        rep = ""
+        method = getattr(prop, "method", None)
+        if isinstance(method, str) and callable(getattr(model, method, None)):
+            from verify.properties.log_det import reported_log_det
+
+            r = reported_log_det(model, x, method)
+            rep = f"; the model reports {', '.join(f'{float(v):.4g}' for v in r)}"
+    text = ", ".join(f"{float(e):.4g} ± {float(s):.2g}" for e, s in zip(est, se))
+    return Failure(
+        stage="numeric", verdict=Verdict.UNDECIDED, seconds=time.perf_counter() - start,
+        summary=(f"{prop.name} at n = {dim}: {mf_plan.statement}. Estimate of log|det J| at two data-scale inputs: "
+                 f"{text} (mean ± standard error over the probes; Lanczos quadrature bias not included){rep}"),
+        expected=f"log|det J| computed exactly (an LU of J) at n = {dim}",
+        fix=(f"allow the exact method: verify.checking.matrix_free.using(exact_max_dim={dim}) (an LU of "
+             f"{(2 / 3) * dim ** 3:.2g} flops and {dim * dim * 8 / 1e9:.2g} GB per float64 input), or check the claim "
+             "at a smaller size of the same architecture"))
 
 
 def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult, tol: Any, tol64: Any, dtype: torch.dtype,
@@ -433,7 +558,12 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
     n_total += int(found.methods.get("resolution", {}).get("inputs", 0))
     res = found.methods.get("resolution", {})
     # the coverage at the data scale, stated: the smallest region that sampling resolves there
-    res_text = (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
+    # a cost-scaled budget may run no ascent and no hypothesis, and has no resolution stage: the summary names what ran
+    scaled = isinstance(paths.get("cost"), dict) and bool(paths["cost"].get("scaled"))
+    ran = "gradient and smoothed ascent, hypothesis" if not scaled else ", ".join(name for name, did in (
+        ("gradient and smoothed ascent", int(found.methods.get("gradient", {}).get("starts", 0)) > 0),
+        ("hypothesis", int(found.methods.get("hypothesis", {}).get("examples", 0)) > 0)) if did) or "sampling only"
+    res_text = "" if scaled else (f"; resolution ρ = {res['resolution']:.3g} of the half-width at the data scale "
                 f"({res['data_scale_inputs']} samples there)" if "resolution" in res else "")
     if not math.isfinite(worst) or (has64 and not math.isfinite(max64)):
         x_bad = worst_x if not math.isfinite(worst) else worst64_x
@@ -483,7 +613,7 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         oracle_text = f"float64 max {_vs(max64, tol64.value)}"
     if verdict is Verdict.HOLDS:
         summary = (f"max defect {_vs(worst, tol.value)} (tolerance) over {n_total} inputs (scales ×{scales} of the data "
-                   f"box, gradient and smoothed ascent, hypothesis){res_text}; {oracle_text}"
+                   f"box, {ran}){res_text}; {oracle_text}"
                    + (f"; the {dt} excess is beyond ×{NEAR_DATA:g} the data (near it: {_vs(near_max, tol.value)}), where "
                       "only the float64 oracle judges (the defect's own evaluation has no correct digit left there)"
                       if far_excess else ""))
@@ -500,6 +630,12 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
             summary += f"; {hint}"
     if jpath_text and not jpath_text.startswith(JACOBIAN_PATHS["vmap"]):
         summary += f"; Jacobians by {jpath_text.split(' (faster')[0]} (vmap could not run on this code: see the evidence)"
+    if "matrix_free" in paths:
+        # the evidence says which method ran, what it can and cannot miss, and how many inputs were searched
+        summary += f"; method: {paths['matrix_free']}"
+        cost = paths.get("cost")
+        if isinstance(cost, dict) and cost.get("scaled"):
+            summary += f"; search budget {cost['note']}"
     observed = near_r * tol.value if math.isfinite(near_r) else float(d.max())
     storage_record = None if storage is None else {
         k: (v.cpu().tolist() if isinstance(v, torch.Tensor) else v) for k, v in storage.items()}
@@ -529,6 +665,7 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
             "domain": domain.describe(),
             "oracle": how64,
             **({"jacobian": paths["jacobian"]} if "jacobian" in paths else {}),
+            **({k: paths[k] for k in ("matrix_free", "plan", "cost") if k in paths}),
             **({"storage": storage_record} if storage_record is not None else {}),
             "storage_excused": bool(excused),
             "methods": found.coverage(),

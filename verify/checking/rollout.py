@@ -17,6 +17,15 @@ from verify.evidence import Note
 from verify.checking.numeric import model_device, model_dtype
 
 
+def _short(x0: "tuple[float, ...]") -> str:
+    """x0 as written in the summary: in full up to 8 coordinates (a 64-dimensional chain's start is a table, not a line;
+    the data keeps all of it)."""
+    vals = list(x0)
+    if len(vals) <= 8:
+        return str(vals)
+    return f"[{', '.join(f'{v:.4g}' for v in vals[:4])}, … ({len(vals)} coordinates)]"
+
+
 def rollout(model: torch.nn.Module, task, steps: int = 10_000, keep: int = 2000) -> Note:
     start = time.perf_counter()
     dtype, device = model_dtype(model), model_device(model)
@@ -53,7 +62,7 @@ def rollout(model: torch.nn.Module, task, steps: int = 10_000, keep: int = 2000)
     bounded = diverged_at is None and drift_ratio < 0.1 and growth < 2.0
     stride = max(n // keep, 1)
     summary = (
-        f"{n - 1} steps from x0={list(task.x0)}: max |ΔH| = {np.abs(err).max():.3g}; envelope growth "
+        f"{n - 1} steps from x0={_short(task.x0)}: max |ΔH| = {np.abs(err).max():.3g}; envelope growth "
         f"(last tenth / first tenth) = {growth:.3g}; linear drift {slope:.3g} per unit time, "
         f"{drift_ratio:.3g} of the first tenth's error over the run → "
         + ("bounded oscillation" if bounded else ("diverged" if diverged_at else "drift"))

@@ -53,6 +53,14 @@ class Budget:
     resolution: float = 0.1
     resolution_miss: float = 0.02
     resolution_cap: int = 1 << 19
+    # shrink a counterexample coordinate by coordinate (3·n·digits evaluations at most): off when one evaluation is
+    # costly (verify/checking/numeric.py scales the budget to the per-input cost; the worst input is then reported as is)
+    shrink: bool = True
+    # replay the best samples as candidates (re-evaluated in the candidates' batch); off when an evaluation is costly:
+    # their ratios from the sampling are kept as they are
+    replay_samples: bool = True
+    # what the budget was scaled from, for the evidence ("" for the stated defaults)
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,9 @@ def _ball_fraction(domain: Domain) -> tuple[float, int] | None:
     domain has no such volume (images, sets, graphs: structured draws, where a resolution in Rⁿ means nothing)."""
     if isinstance(domain, Box):
         d = domain.dim  # an ellipsoid with semi-axes ρ·hᵢ in the box of half-widths hᵢ: V_d ρᵈ / 2ᵈ of it
-        return math.pi ** (d / 2) / math.gamma(d / 2 + 1) / 2 ** d, d
+        # in logarithms: π^(d/2) and Γ(d/2 + 1) overflow a float beyond a few hundred dimensions (c underflows to 0
+        # there, which _resolution's arithmetic keeps in logarithms too)
+        return math.exp((d / 2) * math.log(math.pi) - math.lgamma(d / 2 + 1) - d * math.log(2)), d
     if isinstance(domain, Ball):
         return 1.0, domain.dim  # a ball of radius ρ·R in the ball of radius R
     return None
@@ -181,15 +191,19 @@ def _resolution(obj: Objective, domain: Domain, budget: Budget, gen: torch.Gener
         return empty, empty, {"method": "data-scale resolution", "inputs": 0, "applies": False, "why": why}
     c, d = fit
     log_miss = -math.log(budget.resolution_miss)
-    need = math.ceil(log_miss / (c * budget.resolution ** d)) - n_data
+    # log of the count a ball of radius ρ needs: log(log_miss) − log c − d·log ρ (huge beyond ~10 dimensions: kept in
+    # logarithms so that it never overflows, and capped below)
+    log_c = math.log(c) if c > 0 else ((d / 2) * math.log(math.pi) - math.lgamma(d / 2 + 1) - d * math.log(2))
+    log_need = math.log(log_miss) - log_c - d * math.log(budget.resolution)
+    need = (math.ceil(math.exp(log_need)) if log_need < 60 else 1 << 62) - n_data
     # the cost of a Jacobian property grows with the dimension, so the cap counts input coordinates; powers of two keep
     # the scrambled-Sobol points a balanced net
     per = budget.resolution_cap // max(d, 1)
     cap = 0 if per <= 0 else 1 << (per.bit_length() - 1)
     n = 0 if need <= 0 else min(_pow2_at_least(need), cap)
     total = n_data + n
-    rho = (log_miss / (total * c)) ** (1.0 / d) if total > 0 else math.inf
-    miss = math.exp(-total * c * budget.resolution ** d)
+    rho = math.exp((math.log(log_miss) - math.log(total) - log_c) / d) if total > 0 else math.inf
+    miss = math.exp(-math.exp(min(math.log(total) + log_c + d * math.log(budget.resolution), 700.0))) if total > 0 else 1.0
     info: dict[str, Any] = {
         "method": "data-scale resolution: more seeded scrambled-Sobol samples at ×1, as many as hitting a given ball of "
                   "radius ρ (× the data's half-width) inside the data box needs, capped by cost",
@@ -296,6 +310,12 @@ def _ascend(obj: Objective, domain: Domain, x0: torch.Tensor, budget: Budget, ge
     return x, grad_info, smooth_info
 
 
+# hypothesis draws a box's inputs coordinate by coordinate up to this many coordinates; beyond, its choice buffer
+# overflows ("too large to finish generating" at n = 2048) and it draws (scale, seed) pairs for the domain's own seeded
+# draws instead, as for any other domain
+HYPOTHESIS_MAX_COORDINATES = 256
+
+
 def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, device: torch.device) -> dict[str, Any]:
     """Hypothesis over the domain's scales (boxes: coordinates; structured domains: their own strategy; other
     domains: seeded draws), targeting r."""
@@ -313,7 +333,7 @@ def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, devic
 
         def build(example: Any) -> torch.Tensor:
             return domain.build(example).to(device)
-    elif isinstance(domain, Box):
+    elif isinstance(domain, Box) and len(domain.low) <= HYPOTHESIS_MAX_COORDINATES:
         c = [(a + b) / 2 for a, b in zip(domain.low, domain.high)]
         h = [(b - a) / 2 for a, b in zip(domain.low, domain.high)]
         unit = st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=len(c), max_size=len(c))
@@ -333,7 +353,9 @@ def _hypothesis(obj: Objective, domain: Domain, budget: Budget, seed: int, devic
 
     @hseed(seed)
     @settings(max_examples=budget.examples, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.target, Phase.shrink])
+              suppress_health_check=list(HealthCheck),
+              # no shrinking when an evaluation is costly (Budget.shrink): hypothesis' shrinker replays hundreds
+              phases=[Phase.generate, Phase.target] + ([Phase.shrink] if budget.shrink else []))
     @given(strategy)
     def probe(example: tuple) -> None:
         x = build(*example)
@@ -375,9 +397,17 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
         decided = float(r[near].max()) if bool(near.any()) else 0.0
     xr, rr, res_info = _resolution(obj, domain, budget, gen, device, n_data, decided=decided if decided > 1.0 else None)
     methods["resolution"] = res_info
-    cand = [x[torch.topk(r, min(8, r.numel())).indices]]
-    if r64 is not None:
-        cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    known = None
+    if budget.replay_samples:
+        cand = [x[torch.topk(r, min(8, r.numel())).indices]]
+        if r64 is not None:
+            cand.append(x[torch.topk(r64, min(8, r64.numel())).indices])
+    else:
+        top = torch.topk(r, min(8, r.numel())).indices
+        if r64 is not None:
+            top = torch.unique(torch.cat([top, torch.topk(r64, min(8, r64.numel())).indices]))
+        known = (x[top], r[top], None if r64 is None else r64[top])
+        cand = []
     if xr.numel():
         cand.append(xr[:8])  # replayed on the model's dtype and the oracle below, with every other candidate
     if budget.starts > 0 and budget.steps > 0:
@@ -393,17 +423,21 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
         cand.append(hyp["x"].unsqueeze(0))
     if hyp.get("counterexample") is not None:
         cand.append(hyp["counterexample"][0].unsqueeze(0))
-    candidates = torch.cat(cand)
+    candidates = torch.cat(cand) if cand else x[:0]
     cr = _nan_high(_batched(obj.ratio, candidates, budget.chunk))
     cr64 = None if obj.ratio64 is None else _nan_high(_batched(obj.ratio64, candidates, budget.chunk))
+    if known is not None:
+        candidates, cr = torch.cat([known[0], candidates]), torch.cat([known[1], cr])
+        if cr64 is not None and known[2] is not None:
+            cr64 = torch.cat([known[2], cr64])
     result = SearchResult(x=x, ratios=r, ratios64=r64, candidates=candidates, cand_ratios=cr, cand_ratios64=cr64,
                           methods=methods)
-    _counterexample(obj, domain, result, hyp)
+    _counterexample(obj, domain, result, hyp, shrink=budget.shrink)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _counterexample(obj: Objective, domain: Domain, result: SearchResult, hyp: dict[str, Any]) -> None:
+def _counterexample(obj: Objective, domain: Domain, result: SearchResult, hyp: dict[str, Any], shrink: bool = True) -> None:
     """Shrink the worst violating input: in the model's dtype when it fails there, else on the float64 copy."""
     worst, wx = result.worst()
     if worst > 1.0:
@@ -422,7 +456,7 @@ def _counterexample(obj: Objective, domain: Domain, result: SearchResult, hyp: d
         return bool(_nan_high(fn(z.unsqueeze(0)).detach())[0] > 1.0)
 
     with torch.no_grad():
-        small = domain.shrink(wx, fails)
+        small = domain.shrink(wx, fails) if shrink else wx
         result.counterexample = small
         result.counterexample_ratio = float(_nan_high(fn(small.unsqueeze(0)))[0])
     result.counterexample_dtype = dtype

@@ -39,6 +39,15 @@ class Size:
     batch: int = 256
     optimizer: str | Callable[..., Any] = "torch.optim.Adam"
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    # the task this size trains and is checked on, where it differs from the architecture's (a task has one dimension:
+    # a G-SympNet on a 256- and a 4096-dimensional chain is one architecture with two sizes on two tasks); None: the
+    # architecture's own task
+    task: str | None = None
+    # the search budget (verify.checking.search.Budget) the numeric and binding stages use for this size when the caller
+    # gives none; None: the engine's default. For a model whose full Jacobians are costly (a 256-coordinate map costs
+    # ~15 ms per input for the Jacobian and as much again for the SVDs of a defect on this CPU) until the matrix-free
+    # path exists; the evidence states the budget that ran. Typed Any: the registry does not import the engine's search.
+    budget: Any = None
 
     def make_optimizer(self, parameters: Any) -> Any:
         """The optimiser this size names, on `parameters`; a name that does not resolve is an InputError."""
@@ -89,6 +98,10 @@ class Architecture:
         if name not in self.sizes:
             raise InputError("size", name, f"one of {sorted(self.sizes)}", "pass --size quick or --size full")
         return self.sizes[name]
+
+    def task_for(self, size: str) -> str | None:
+        """The name of the task the given size trains and is checked on: the size's own, else the architecture's."""
+        return self.size(size).task or self.task
 
     def build(self, size: str) -> torch.nn.Module:
         with self.declared_defaults():

@@ -67,8 +67,19 @@ def _instance(prop: Property, block: SymbolicBlock) -> dict[str, Any]:
     return best
 
 
+EXACT_MAX_DIM = 1024  # coordinates: beyond, the exact Jacobian's n² polynomial entries cannot be built in any time limit
+
+
 def prove_block(prop: Property, block: SymbolicBlock, time_limit: float) -> BlockResult:
     start = time.perf_counter()
+    if block.dim > EXACT_MAX_DIM:
+        # measured: a 256-coordinate gradient shear (K of 16 × 128) traces in ~4 s and the cost grows like n²·width, so
+        # a 4096-coordinate one would need hours; say so at once instead of spending the time limit on every claim
+        return BlockResult(block.name, Verdict.UNDECIDED, prop.obligation, "", time.perf_counter() - start,
+                           message=f"block dim={block.dim}: expected at most {EXACT_MAX_DIM} coordinates for the exact "
+                                   f"per-layer obligation (its Jacobian has {block.dim}² polynomial entries); the claim "
+                                   "is judged numerically. Fix: prove the layer type at a smaller dimension (the same "
+                                   "block program at, e.g., 2d = 256) or accept the numeric verdict")
     if prop.needs_inverse and block.inverse is None:
         # the obligation reads the inverse program, so without one nothing can be decided: say so at once rather than
         # trace the forward first (for a twin generated from a whole network that took the full time limit, 5 s, only
@@ -140,10 +151,28 @@ def derive(prop: Property, blocks: Sequence[SymbolicBlock], time_limit: float = 
     )
 
 
-def block_latex(block: SymbolicBlock) -> str:
-    """The block's map as LaTeX: output vector in terms of the input x."""
-    x, y, _ = collect(block)
-    return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))
+LATEX_MAX_DIM = 16  # a block of more coordinates is described, not printed: its map is pages of LaTeX nobody reads
+LATEX_TIME_LIMIT = 5.0  # seconds: rendering runs before any claim, so it must never hold up the check
+
+
+def block_latex(block: SymbolicBlock, time_limit: float = LATEX_TIME_LIMIT) -> str:
+    """The block's map as LaTeX: output vector in terms of the input x.
+
+    Bounded in size and time: a 256-coordinate G-SympNet block (K of 32 × 128) took minutes in sympy's printer alone
+    before any proof started, so a block of more than LATEX_MAX_DIM coordinates, or one whose rendering exceeds the time
+    limit, gets a one-line description instead."""
+    if block.dim > LATEX_MAX_DIM:
+        return (rf"\text{{{block.dim}-dimensional block, not printed (more than {LATEX_MAX_DIM} coordinates)"
+                + (f": {block.description}" if block.description else "") + "}")
+
+    def render() -> str:
+        x, y, _ = collect(block)
+        return sp.latex(sp.Matrix(x)) + r" \mapsto " + sp.latex(sp.Matrix(y))
+
+    try:
+        return within_limit(render, time_limit, f"rendering block {block.name}")
+    except SymbolicTimeout:
+        return rf"\text{{not printed: rendering took longer than {time_limit:g} s}}"
 
 
 SCHEME_LEMMA = (

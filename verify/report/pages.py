@@ -44,7 +44,7 @@ def to_json(result: ArchitectureResult) -> dict[str, Any]:
         "architecture": result.name,
         "size": result.size,
         "control": bool(arch and arch.is_control),
-        "task": arch.task if arch else None,
+        "task": (arch.task_for(result.size) if result.size in arch.sizes else arch.task) if arch else None,
         "reference": arch.reference if arch else "",
         "description": arch.description if arch else "",
         "composition": arch.composition if arch else "",
@@ -248,7 +248,9 @@ def _numeric_section(r: ClaimResult) -> list[str]:
         ("dtype / device / seed", f"{m.dtype} / {m.device} / {m.seed}"),
         ("seconds", f"{m.seconds:.2f}"),
     ]
-    return (["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    # a measurement that carries more than one defect (Lipschitz: both bounds, per layer) renders the rest itself
+    extra = m.extra_markdown() if callable(getattr(m, "extra_markdown", None)) else []
+    return (["*Numeric:*", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""] + extra
             + _coverage_table(m.search.get("methods", {})))
 
 
@@ -385,7 +387,7 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
     if arch:
         if arch.is_control:
             lines += ["**Negative control**: this architecture makes at least one claim falsely; the verifier must refute it.", ""]
-        lines += [arch.description, "", f"Reference: {arch.reference or '—'}. Task: `{arch.task}`. Size: `{result.size}`. "
+        lines += [arch.description, "", f"Reference: {arch.reference or '—'}. Task: `{arch.task_for(result.size) if result.size in arch.sizes else arch.task}`. Size: `{result.size}`. "
                   f"Composition: {arch.composition or '—'}.", ""]
     status = "every claim came out as expected" if result.passed else "**some claims did not come out as expected**"
     lines += [f"Outcome: {status} ({result.seconds:.1f} s).", ""]

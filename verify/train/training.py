@@ -109,16 +109,20 @@ def training_fingerprint(arch: Architecture, size: str, seed: int, device: torch
     Rebuilding costs what training's own set-up costs (the model and the datasets), not the training steps.
     """
     spec = arch.size(size)
-    task = get_task(arch.task)
+    task = get_task(arch.task_for(size))
     if model is None:
         torch.manual_seed(seed)
         model = arch.build(size)
     if data is None:
         data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))
     h = hashlib.sha256()
-    h.update(json.dumps({"architecture": arch.name, "size": size, "spec": dataclasses.asdict(spec), "seed": seed,
+    spec_fields = dataclasses.asdict(spec)
+    for key in ("task", "budget"):  # unset (the default): fingerprinted as before Size had these fields; the budget
+        if spec_fields.get(key) is None:  # does not change training, but it is part of the size as declared
+            spec_fields.pop(key, None)
+    h.update(json.dumps({"architecture": arch.name, "size": size, "spec": spec_fields, "seed": seed,
                          "default_dtype": str(torch.get_default_dtype()),
-                         "task": arch.task, "device": torch.device(device).type, "versions": _versions()},
+                         "task": arch.task_for(size), "device": torch.device(device).type, "versions": _versions()},
                         sort_keys=True, default=repr).encode())
     for path in _source_files(arch):
         h.update(path.name.encode())
@@ -224,7 +228,7 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
 
     spec = arch.size(size)
     dev = pick_device(device)
-    task = get_task(arch.task)
+    task = get_task(arch.task_for(size))
     torch.manual_seed(seed)
     model = arch.build(size)
     data = (*task.dataset(spec.n_train, seed), *task.dataset(256, seed + 10_000))

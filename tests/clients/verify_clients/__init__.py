@@ -1,5 +1,5 @@
 """A user's package, as the verifier's tests see it: architectures built from real libraries (strupnet, FrEIA,
-memcnn, torchdiffeq, geotorch, e3nn), each declared with true and false claims and registered through the
+memcnn, torchdiffeq, geotorch, e3nn, zuko), each declared with true and false claims and registered through the
 ``verify.architectures`` entry point (pyproject.toml). Nothing here is special-cased by the verifier.
 
 Each module imports its library and registers its architectures only when the library is installed; a missing one
@@ -18,6 +18,7 @@ INSTALL = {
     "torchdiffeq": "pip install torchdiffeq",
     "geotorch": "pip install geotorch",
     "e3nn": "pip install e3nn  (pulls opt_einsum and opt_einsum_fx only)",
+    "zuko": "pip install zuko==1.6.0  (needs only numpy and torch, which it leaves as pinned)",
 }
 MISSING: dict[str, str] = {}
 
