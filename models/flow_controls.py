@@ -58,19 +58,7 @@ class GlowNoPermutationInverse(Glow):
                 layer.perm.copy_(torch.roll(torch.arange(layer.C), 1))
 
 
-architecture(
-    "glow-conv-no-perm", task="digits-density",
-    claims=[Invertible().falsely("the 1×1 convolutions' inverse ignores the LU permutation P"), LOG_DET],
-    description="Negative control: Glow on digits whose 1×1 convolution inverse forgets Pᵀ (|det| unchanged)",
-    sizes=_quick({"steps": 1, "hidden": 8}, steps=60),
-)(GlowNoPermutationInverse)
 
-architecture(
-    "glow-actnorm-no-hw", task="digits-density",
-    claims=[Invertible(), LOG_DET.falsely("actnorm reports Σ logs instead of H·W·Σ logs")],
-    description="Negative control: Glow on digits whose actnorm log-det forgets the factor H·W",
-    sizes=_quick({"steps": 1, "hidden": 8, "forget_pixels": True}, steps=60),
-)(Glow)
 
 
 class BatchNormTrain(FlowLayer):

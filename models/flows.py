@@ -593,9 +593,3 @@ architecture(
     sizes=_sizes({"dim": 2, "layers": 6, "width": 32}, {"dim": 2, "layers": 8, "width": 64}),
 )(RealNVP)
 
-architecture(
-    "glow-digits", task="digits-density", claims=[Invertible(), LOG_DET],
-    description="Glow on 8×8 digits (d = 64): squeeze, actnorm, LU 1×1 convolution, affine coupling, multi-scale split",
-    reference="Kingma, Dhariwal 2018, arXiv:1807.03039",
-    sizes=_sizes({"steps": 1, "hidden": 16}, {"steps": 4, "hidden": 32}, steps=(150, 1500), n_train=(1024, 4096)),
-)(Glow)

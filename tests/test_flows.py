@@ -11,6 +11,7 @@ from torch import nn
 from verify import check
 from verify.checking.domains import Box
 from verify.checking.numeric import measure
+from verify.declare.registry import all_architectures
 from verify.declare.subject import Subject
 from verify.evidence import Verdict
 from verify.models.flows import (
@@ -90,9 +91,15 @@ def test_a_block_without_a_reported_log_det_is_undecided_not_proved():
 
 # -- trained flows, 3 seeds ------------------------------------------------------------------------------------------
 
-GENUINE = ["nice", "nice-volume", "realnvp", "glow-digits"]
-CONTROLS = ["realnvp-logdet-sign", "realnvp-inverse-logdet-sign", "coupling-overlap", "glow-conv-no-perm",
-            "glow-actnorm-no-hw", "flow-batchnorm-train"]
+# Glow (d = 64) is registered by the opt-in module verify.models.flows_glow (95–340 s per architecture on 2 cores: too
+# slow for the default suite); its tests run when that module is loaded as a plugin, and say how when it is not.
+_GLOW_LOADED = any(a.name == "glow-digits" for a in all_architectures())
+_glow = pytest.mark.skipif(not _GLOW_LOADED, reason="Glow is opt-in: VERIFY_PLUGINS=verify.models.flows_glow pytest "
+                                                    "tests/test_flows.py (its layers' proofs run above regardless)")
+GENUINE = ["nice", "nice-volume", "realnvp", pytest.param("glow-digits", marks=_glow)]
+CONTROLS = ["realnvp-logdet-sign", "realnvp-inverse-logdet-sign", "coupling-overlap",
+            pytest.param("glow-conv-no-perm", marks=_glow), pytest.param("glow-actnorm-no-hw", marks=_glow),
+            "flow-batchnorm-train"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -139,6 +146,7 @@ def test_the_batchnorm_control_says_the_output_depends_on_the_batch():
     assert "depends on the other inputs of its batch" in r.numeric.summary, r.numeric.summary
 
 
+@_glow
 def test_the_actnorm_control_residual_is_the_missing_hw_factor():
     r = _checked("glow-actnorm-no-hw", 0).result("LogDet")
     assert r.symbolic.verdict is Verdict.VIOLATED and "actnorm" in r.symbolic.summary, r.symbolic.summary
