@@ -285,8 +285,9 @@ def squeeze_order(n: int, channels: int, height: int, width: int) -> list[int]:
 # -- flows ---------------------------------------------------------------------------------------------------------
 
 
-class Flow(nn.Module):
-    """A composition of flow layers; its log-det is the sum of theirs (the lemma the symbolic stage lifts by)."""
+class Flow(FlowLayer):
+    """A composition of flow layers; its log-det is the sum of theirs (the lemma the symbolic stage lifts by). The
+    forward/inverse/log_det methods are FlowLayer's, read off transform and inverse_transform."""
 
     def __init__(self, layers: Sequence[FlowLayer]) -> None:
         super().__init__()
@@ -309,18 +310,6 @@ class Flow(nn.Module):
             y, ld = layer.inverse_transform(y)
             total = total + ld
         return y, total
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transform(x)[0]
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return self.inverse_transform(y)[0]
-
-    def log_det(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transform(x)[1]
-
-    def inverse_log_det(self, y: torch.Tensor) -> torch.Tensor:
-        return self.inverse_transform(y)[1]
 
     def symbolic_layers(self) -> list[Bound]:
         return [bound for layer in self.layers for bound in layer.symbolic_layers()]
