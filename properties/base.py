@@ -320,12 +320,17 @@ class Property:
             raise ValueError("reason='' : a negative control must say why its claim is false")
         return Claim(self, expected=False, reason=reason)
 
+    def options(self) -> list[str]:
+        """A subclass's own non-default options, as `name=value` texts for str(claim) (after dim, where, within)."""
+        return []
+
     def __str__(self) -> str:
         extra = [] if self.dim is None else [f"dim={self.dim}"]
         if self.where is not None:
             extra.append(f"where={list(self.where[0])}..{list(self.where[1])}")
         if self.within is not None:
             extra.append(f"within={self.within:g}")
+        extra += self.options()
         return self.name if not extra else f"{self.name}({', '.join(extra)})"
 
 

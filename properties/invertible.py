@@ -55,12 +55,8 @@ class Invertible(MapProperty):
             settings = dataclasses.replace(settings, budget=budget)
         return super().numeric(subject, domain, settings)
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.inverse_accuracy is None:
-            return text
-        extra = f"inverse_accuracy={self.inverse_accuracy:g}"
-        return text[:-1] + f", {extra})" if text.endswith(")") else f"{text}({extra})"
+    def options(self) -> list[str]:
+        return [] if self.inverse_accuracy is None else [f"inverse_accuracy={self.inverse_accuracy:g}"]
 
     def exact_residual(self, traced: Traced) -> dict[str, Any]:
         if traced.inverse_of_outputs is None:

@@ -300,14 +300,11 @@ class LogDet(MapProperty):
         # sum of L layer log-scales rounds once per layer and per coordinate, relative to its size (1 + |logdet|)
         return depth_dim_tolerance(dtype, dim, depth)
 
-    def __str__(self) -> str:
-        text = super().__str__()
+    def options(self) -> list[str]:
         extra = [] if self.method == "log_det" else [f"method={self.method!r}"]
         if self.inverse_method is not None:
             extra.append(f"inverse_method={self.inverse_method!r}")
-        if not extra:
-            return text
-        return text[:-1] + ", " + ", ".join(extra) + ")" if text.endswith(")") else f"{text}({', '.join(extra)})"
+        return extra
 
 
 class _InverseView(torch.nn.Module):

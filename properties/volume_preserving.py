@@ -103,11 +103,8 @@ class VolumePreserving(MapProperty):
                     "permutation); if that is what you mean, claim VolumePreserving(signed=False), i.e. |det J| = 1")
         return f"det J = {det:.6g} there"
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.signed:
-            return text
-        return text[:-1] + ", signed=False)" if text.endswith(")") else text + "(signed=False)"
+    def options(self) -> list[str]:
+        return [] if self.signed else ["signed=False"]
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
         return depth_dim_tolerance(dtype, dim, depth)

@@ -362,23 +362,24 @@ def _rows_independent(model: torch.nn.Module, x: torch.Tensor, path: str,
                     "terms)")
 
 
-def jvp(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """J_f(x_i)·v_i per row (x, v: (B, n)), or for several tangents per input (v: (B, k, n) → (B, k, n))."""
-    if v.dim() == x.dim() + 1:
-        B, k = v.shape[0], v.shape[1]
+def _product(kind: str, model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """J·t (kind "jvp") or Jᵀ·t ("vjp") per row; t (B, k, n) gives k tangents per input, each input repeated k times."""
+    if t.dim() == x.dim() + 1:
+        B, k = t.shape[0], t.shape[1]
         # contiguous copies: an expanded (stride-0) tensor makes in-place code in the model fail
         xr = x.unsqueeze(1).expand(B, k, *x.shape[1:]).reshape(B * k, *x.shape[1:]).contiguous()
-        return jvp(model, xr, v.reshape(B * k, *v.shape[2:]).contiguous()).reshape(v.shape)
-    return Linearization(model, x).jvp(v)
+        return _product(kind, model, xr, t.reshape(B * k, *t.shape[2:]).contiguous()).reshape(t.shape)
+    return getattr(Linearization(model, x), kind)(t)
+
+
+def jvp(model: torch.nn.Module, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """J_f(x_i)·v_i per row (x, v: (B, n)), or for several tangents per input (v: (B, k, n) → (B, k, n))."""
+    return _product("jvp", model, x, v)
 
 
 def vjp(model: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """J_f(x_i)ᵀ·w_i per row (shapes as `jvp`)."""
-    if w.dim() == x.dim() + 1:
-        B, k = w.shape[0], w.shape[1]
-        xr = x.unsqueeze(1).expand(B, k, *x.shape[1:]).reshape(B * k, *x.shape[1:]).contiguous()
-        return vjp(model, xr, w.reshape(B * k, *w.shape[2:]).contiguous()).reshape(w.shape)
-    return Linearization(model, x).vjp(w)
+    return _product("vjp", model, x, w)
 
 
 _ROWS_PATH: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
