@@ -1,5 +1,6 @@
 """The `verify` command: list, check (exit status), report, scheme, help."""
 import json
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,53 @@ def test_report_writes_pages_and_index(tmp_path):
 def test_console_script_runs_as_a_module():
     proc = subprocess.run([sys.executable, "-m", "verify.cli", "list"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "hnn-verlet" in proc.stdout
+
+
+DYING_PLUGIN = '''
+import os
+import torch
+from verify.declare.registry import architecture
+from verify.properties import Invertible
+
+
+class Dies(torch.nn.Module):
+    """A model whose forward ends its own process (as a segfault in a library would)."""
+
+    def __init__(self, **_):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, x):
+        os._exit(3)
+
+    def inverse(self, y):
+        return y
+
+
+architecture("dying-net", task="pendulum", claims=[Invertible()], description="forward calls os._exit")(Dies)
+'''
+
+
+def test_report_jobs_workers_survive_a_model_that_kills_its_process(tmp_path):
+    """--jobs 2: architectures are checked in worker processes; one whose model ends its process is reported as such
+    (exit 1, a message with the command to rerun it), and every other architecture still gets its report and index row."""
+    (tmp_path / "dying_plugin.py").write_text(DYING_PLUGIN)
+    out = tmp_path / "reports"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "VERIFY_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "verify.cli", "--plugin", "dying_plugin", "report", "dying-net",
+                           "la-sympnet", "--jobs", "2", "--out", str(out), "--size", "quick", "--quiet", "--inputs", "64",
+                           "--examples", "0", "--rollout-steps", "0"], capture_output=True, text=True, timeout=600,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "dying-net: error: the process checking it died" in proc.stderr and "verify report dying-net" in proc.stderr
+    assert "1 architectures reported" in proc.stdout and "(2 worker processes)" in proc.stdout
+    data = json.loads((out / "la-sympnet" / "report.json").read_text())
+    assert data["passed_as_expected"] and {c["verdict"] for c in data["claims"]} <= {"proved", "holds"}
+    index = json.loads((out / "index.json").read_text())
+    assert [e["architecture"] for e in index] == ["la-sympnet"]
+    assert not (out / "dying-net").exists()
+
+
+def test_report_jobs_out_of_range_is_usage_error(capsys):
+    assert main(["report", "la-sympnet", "--jobs", "0"]) == 2
+    assert "--jobs=0" in capsys.readouterr().err

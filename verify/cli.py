@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from verify.errors import InputError, VerifyError
@@ -125,6 +127,9 @@ def _validate(args: argparse.Namespace) -> None:
     if getattr(args, "symbolic_only", False) and getattr(args, "numeric_only", False):
         raise InputError("--symbolic-only --numeric-only", True, "at most one of them (together they check nothing)",
                          "drop one of the two")
+    if getattr(args, "jobs", None) is not None and not 1 <= args.jobs <= 64:
+        raise InputError("--jobs", args.jobs, "a whole number of worker processes from 1 to 64",
+                         "pass e.g. --jobs 2 on a two-core machine (each worker uses VERIFY_THREADS threads), or leave it out")
     if getattr(args, "device", None) is not None:
         from verify.train.training import pick_device
 
@@ -172,15 +177,134 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Reported:
+    """What one architecture's report came to, small enough to cross a process boundary (the worker of `--jobs`)."""
+
+    name: str
+    written: bool  # its report was written (False: it could not be checked; `text` says why)
+    passed: bool  # every claim as expected
+    strict: bool  # every claim proved or holds (--strict)
+    text: str  # the verdict table, or the error line
+
+
+def _report_architecture(arch, args: argparse.Namespace, out: Path) -> _Reported:
+    """Check one architecture (loading a matching checkpoint with --cache) and write its report, figures and checkpoint
+    as one unit. Never raises for a model's or a library's failure: one broken architecture must not lose the others'."""
     import shutil
 
+    from verify.checking.api import check
+    from verify.files import scratch_path
+    from verify.report.pages import write_architecture
+
+    target = out / arch.name
+    reuse = args.reuse_checkpoints and (target / "checkpoint" / "checkpoint.json").is_file()
+    why = ""
+    if args.cache and not reuse and not args.symbolic_only and arch.task is not None:
+        from verify.train.training import cached_checkpoint
+
+        try:
+            reuse, why = cached_checkpoint(target / "checkpoint", arch, args.size, args.seed, args.device)
+        except Exception as exc:  # a fingerprint that cannot be computed is a miss: train as without --cache
+            reuse, why = False, f"no fingerprint ({type(exc).__name__}: {exc})"
+    fresh = None if reuse else scratch_path(target)
+    try:
+        result = check(arch, checkpoint=target / "checkpoint" if reuse else None, checkpoint_dir=fresh,
+                       **_check_kwargs(args))
+        if reuse and why and result.trained is not None:
+            result.trained.origin = f"loaded from the cache ({why})"
+        # the report, its figures and its checkpoint replace the previous ones as one unit
+        write_architecture(result, out, checkpoint=fresh if fresh is not None and fresh.is_dir() else None)
+    except VerifyError as exc:
+        return _Reported(arch.name, False, False, False, f"{arch.name}: {exc}")
+    except Exception as exc:  # a user's model or a library that raises outside every guarded stage
+        return _Reported(arch.name, False, False, False, f"{arch.name}: error: {type(exc).__name__}: {exc}")
+    finally:
+        if fresh is not None and fresh.exists():
+            shutil.rmtree(fresh, ignore_errors=True)
+    return _Reported(arch.name, True, result.passed, all(c.verdict.passed for c in result.results), _table(result))
+
+
+def _expected_seconds(out: Path, name: str) -> float:
+    """The previous report's seconds (check plus training) for `name` under `out`, or +inf when there is none: the
+    schedule of `--jobs` starts the longest first (an unknown one may be long), so no worker is left with it at the end."""
+    try:
+        data = json.loads((out / name / "report.json").read_text(encoding="utf-8"))
+        return float(data.get("seconds") or 0.0) + float((data.get("training") or {}).get("seconds") or 0.0)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return math.inf
+
+
+def _worker_start(plugins: list[str] | None) -> None:
+    """A `--jobs` worker: the parent's thread setting and registry (built-ins, entry points, VERIFY_PLUGINS, --plugin)."""
+    threads()
+    _load_plugins(plugins)
+
+
+def _worker_report(name: str, args: argparse.Namespace, out: Path) -> _Reported:
+    from verify.declare.registry import get
+
+    try:
+        arch = get(name)
+    except VerifyError as exc:  # registered in the parent's process only (not through a module the worker can import)
+        return _Reported(name, False, False, False, f"{name}: not registered in a worker process ({exc}); "
+                                                    f"run with --jobs 1, or register it through --plugin or an entry point")
+    return _report_architecture(arch, args, out)
+
+
+def _report_in_workers(archs: list, args: argparse.Namespace, out: Path, bar) -> list[_Reported]:
+    """Each architecture on the first free one of `args.jobs` worker processes, longest expected first. The parent holds
+    the folder lock for all of them; each worker writes whole architecture folders (atomically), never the index.
+
+    A worker that dies (a segfault in a library, os._exit in a model, the out-of-memory killer) breaks the pool and every
+    architecture still queued with it; those are rerun one per fresh process, so only the one that kills its process
+    is reported as such and every other one still gets its report."""
+    order = sorted(archs, key=lambda a: -_expected_seconds(out, a.name))
+    worker_args = argparse.Namespace(**{**vars(args), "quiet": True})  # no nested progress bars from the workers
+    done: list[_Reported] = []
+
+    def settle(rep: _Reported) -> None:
+        done.append(rep)
+        bar.update(1)
+        if not rep.written:
+            print(rep.text, file=sys.stderr)
+        elif not args.quiet:
+            bar.write(rep.text)
+
+    broken = _pool_round([a.name for a in order], args.jobs, worker_args, out, settle)
+    for name in broken:  # alone in its own process: a death now is this architecture's own
+        if _pool_round([name], 1, worker_args, out, settle):
+            settle(_Reported(name, False, False, False, f"{name}: error: the process checking it died (a crash in the "
+                             f"model or a library, or the out-of-memory killer); rerun it alone for the traceback: "
+                             f"verify report {name} --out {out}"))
+    return done
+
+
+def _pool_round(names: list[str], jobs: int, worker_args: argparse.Namespace, out: Path, settle) -> list[str]:
+    """Report `names` on `jobs` fresh worker processes, handing each outcome to `settle`; returns the names whose worker
+    pool broke before they were reported."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    broken: list[str] = []
+    with ProcessPoolExecutor(max_workers=min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_start, initargs=(worker_args.plugin,)) as pool:
+        futures = {pool.submit(_worker_report, n, worker_args, out): n for n in names}
+        for fut in as_completed(futures):
+            try:
+                settle(fut.result())
+            except BrokenProcessPool:
+                broken.append(futures[fut])
+    return [n for n in names if n in broken]  # in the schedule's order
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from verify.checking.api import check
     from verify.declare.registry import all_architectures, get, load_errors
-    from verify.files import folder_lock, hook, recover, scratch_path
-    from verify.report.pages import write_architecture, write_index
+    from verify.files import folder_lock, hook, recover
+    from verify.report.pages import write_index
 
     archs = [get(n) for n in dict.fromkeys(args.names)] if args.names else all_architectures()
     if not archs:
@@ -188,43 +312,23 @@ def cmd_report(args: argparse.Namespace) -> int:
                          "run `verify list`, or register one (see the README)")
     _require_size(archs, args.size)
     out = Path(args.out)
-    results = []
+    reported: list[_Reported] = []
     start = time.perf_counter()
     with folder_lock(out, "verify report"):
         hook("report-locked")
         for line in recover(out):
             print(f"verify: tidied what an interrupted run left in {out}: {line}", file=sys.stderr)
-        for arch in tqdm(archs, desc="verify report", disable=args.quiet):
-            target = out / arch.name
-            reuse = args.reuse_checkpoints and (target / "checkpoint" / "checkpoint.json").is_file()
-            why = ""
-            if args.cache and not reuse and not args.symbolic_only and arch.task is not None:
-                from verify.train.training import cached_checkpoint
-
-                try:
-                    reuse, why = cached_checkpoint(target / "checkpoint", arch, args.size, args.seed, args.device)
-                except Exception as exc:  # a fingerprint that cannot be computed is a miss: train as without --cache
-                    reuse, why = False, f"no fingerprint ({type(exc).__name__}: {exc})"
-            fresh = None if reuse else scratch_path(target)
-            try:
-                result = check(arch, checkpoint=target / "checkpoint" if reuse else None, checkpoint_dir=fresh,
-                               **_check_kwargs(args))
-                if reuse and why and result.trained is not None:
-                    result.trained.origin = f"loaded from the cache ({why})"
-                # the report, its figures and its checkpoint replace the previous ones as one unit
-                write_architecture(result, out, checkpoint=fresh if fresh is not None and fresh.is_dir() else None)
-            except VerifyError as exc:  # one broken architecture must not lose the others' reports
-                print(f"{arch.name}: {exc}", file=sys.stderr)
-                continue
-            except Exception as exc:  # nor may a user's model or a library that raises outside every guarded stage
-                print(f"{arch.name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-                continue
-            finally:
-                if fresh is not None and fresh.exists():
-                    shutil.rmtree(fresh, ignore_errors=True)
-            results.append(result)
-            if not args.quiet:
-                tqdm.write(_table(result))
+        if args.jobs > 1 and len(archs) > 1:
+            with tqdm(total=len(archs), desc=f"verify report ({args.jobs} workers)", disable=args.quiet) as bar:
+                reported = _report_in_workers(archs, args, out, bar)
+        else:
+            for arch in tqdm(archs, desc="verify report", disable=args.quiet):
+                rep = _report_architecture(arch, args, out)
+                reported.append(rep)
+                if not rep.written:
+                    print(rep.text, file=sys.stderr)
+                elif not args.quiet:
+                    tqdm.write(rep.text)
         if not args.names:
             write_scheme_pages(out, args.quiet)
         extra = []
@@ -242,12 +346,13 @@ def cmd_report(args: argparse.Namespace) -> int:
                          f"{os.path.relpath(out.resolve(), Path.cwd().resolve())}` writes them (`make reports` does).")
         if (out / "schemes").is_dir():
             extra.append("Schemes: [schemes/](schemes/).")
-        write_index(results, out, extra, order=[a.name for a in all_architectures()])
+        # the rows come from the report.json files just written (by this process or its workers) and the earlier ones
+        write_index([], out, extra, order=[a.name for a in all_architectures()])
     total = time.perf_counter() - start
-    ok = not broken and len(results) == len(archs) and all(
-        (r.passed if not args.strict else all(c.verdict.passed for c in r.results)) for r in results
-    )
-    print(f"{len(results)} architectures reported in {total:.1f} s under {out}: "
+    written = [r for r in reported if r.written]
+    ok = not broken and len(written) == len(archs) and all(r.strict if args.strict else r.passed for r in written)
+    print(f"{len(written)} architectures reported in {total:.1f} s under {out}"
+          + (f" ({args.jobs} worker processes)" if args.jobs > 1 and len(archs) > 1 else "") + ": "
           + ("everything as expected" if ok else "SOME RESULTS NOT AS EXPECTED"))
     return 0 if ok else 1
 
@@ -341,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "data, settings and library versions (training is deterministic, so it is the model training "
                         "would produce); otherwise train and save")
     p.add_argument("--strict", action="store_true", help="exit 1 unless every claim (controls' included) is proved or holds")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, each checking one architecture at a time, longest first (default 1)")
     _add_check_options(p, "full")
     p.set_defaults(func=cmd_report)
 
