@@ -1,5 +1,6 @@
 """One module per property: its symbolic obligation, numeric defect and tolerance model."""
 from verify.properties.base import Property, Tolerance
+from verify.properties.conformal_symplectic import ConformalSymplectic
 from verify.properties.invertible import Invertible
 from verify.properties.lipschitz import Lipschitz
 from verify.properties.log_det import LogDet
@@ -8,7 +9,7 @@ from verify.properties.symplectic import Symplectic
 from verify.properties.volume_preserving import VolumePreserving
 
 __all__ = [
-    "Property", "Tolerance", "Symplectic", "VolumePreserving", "Invertible", "LogDet", "Lipschitz", "StableStep",
+    "Property", "Tolerance", "Symplectic", "ConformalSymplectic", "VolumePreserving", "Invertible", "LogDet", "Lipschitz", "StableStep",
     "Equivariant", "EquivarianceMeasurement",
 ]
 

@@ -191,9 +191,10 @@ class Probe:
             self._cache["norm2"] = torch.cat(parts)
         return self._cache["norm2"]
 
-    def symplectic_norm(self) -> torch.Tensor:
-        """‖JᵀΩJ − Ω‖₂ per input, as the upper confidence bound σ̂/√(1−ε) of k Lanczos steps on RᵀR (P(true norm above
-        it) ≤ Policy.confidence per input, Kuczyński–Woźniakowski); exact spectral norm from the full J."""
+    def symplectic_norm(self, factor: float = 1.0) -> torch.Tensor:
+        """‖JᵀΩJ − factor·Ω‖₂ per input, as the upper confidence bound σ̂/√(1−ε) of k Lanczos steps on RᵀR (P(true norm
+        above it) ≤ Policy.confidence per input, Kuczyński–Woźniakowski); exact spectral norm from the full J. `factor`
+        is the conformal factor e^{−γh} of ConformalSymplectic (1: symplectic)."""
         from verify.checking import matrix_free as mf
 
         if self.full(mf.SYMPLECTIC):
@@ -202,8 +203,9 @@ class Probe:
             om = torch.zeros(n, n, dtype=self.J.dtype, device=self.J.device)
             om[:d, d:] = torch.eye(d, dtype=om.dtype, device=om.device)
             om[d:, :d] = -torch.eye(d, dtype=om.dtype, device=om.device)
-            return torch.linalg.matrix_norm(self.J.transpose(-1, -2) @ om @ self.J - om, ord=2)
-        if "symplectic" not in self._cache:
+            return torch.linalg.matrix_norm(self.J.transpose(-1, -2) @ om @ self.J - factor * om, ord=2)
+        key = ("symplectic", factor)
+        if key not in self._cache:
             pol = mf.policy()
             d = self.n // 2
 
@@ -217,15 +219,15 @@ class Probe:
                 x = self.x[sl]
                 lin = self._linearization(sl)
 
-                def residual(v: torch.Tensor, lin: Any = lin) -> torch.Tensor:  # R·v = Jᵀ(Ω·J·v) − Ω·v
-                    return lin.vjp(omega(lin.jvp(v))) - omega(v)
+                def residual(v: torch.Tensor, lin: Any = lin) -> torch.Tensor:  # R·v = Jᵀ(Ω·J·v) − factor·Ω·v
+                    return lin.vjp(omega(lin.jvp(v))) - factor * omega(v)
 
                 v0 = mf.start_vectors(int(x.shape[0]), self.n, self._linear_dtype(), x.device, pol.seed)
                 theta = mf.lanczos(lambda v: -residual(residual(v)), v0, k)  # RᵀR = −R² (R is antisymmetric)
                 sigma = theta[..., -1].clamp_min(torch.finfo(theta.dtype).tiny).sqrt()
                 parts.append(sigma / math.sqrt(1.0 - eps_kw))
-            self._cache["symplectic"] = torch.cat(parts)
-        return self._cache["symplectic"]
+            self._cache[key] = torch.cat(parts)
+        return self._cache[key]
 
 
 def _kappa_scale(matvec: Any, B: int, n: int, dtype: torch.dtype, device: torch.device, pol: Any) -> torch.Tensor:

@@ -56,7 +56,7 @@ CALIBRATION_BOUND = 30.0
 # 256-input budget. The verdicts stand (a looser tolerance can only hide a violation below it; the planted 1e-3 scaling
 # in tests/test_chain.py is refuted), but the error model needs a dimension law measured at scale (issue 10's matrix-free
 # path states per-probe tolerances); until then these are expected failures, listed so they stay visible.
-CALIBRATION_KNOWN_LOOSE = {"g-sympnet-fput"}
+CALIBRATION_KNOWN_LOOSE = {"g-sympnet-fput", "sgd-momentum"}
 
 
 def test_tolerances_are_calibrated_against_what_genuine_models_measure(registered_claim):

@@ -353,9 +353,13 @@ class Vec:
 
 
 def _row_axpy(r1: Row, r2: Row, sign: int) -> Row:
+    """r1 + r2 (sign > 0) or r1 − r2, entry by entry (a column in both rows included)."""
     out = dict(r1)
     for k, v in r2.items():
-        out[k] = out[k] + v if k in out else (v if sign > 0 else -v)
+        if k in out:
+            out[k] = out[k] + v if sign > 0 else out[k] - v
+        else:
+            out[k] = v if sign > 0 else -v
     return out
 
 
