@@ -120,3 +120,18 @@ def test_search_is_reproducible_from_its_seed():
     mlp = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2)).eval()
     a, b = run(Symplectic(), mlp, seed=7), run(Symplectic(), mlp, seed=7)
     assert a.worst_input == b.worst_input and a.max_defect == b.max_defect
+
+
+def test_box_draws_beyond_sobols_dimension_limit_reproducibly():
+    """torch's SobolEngine stops at 21201 coordinates (and scrambling costs O(k) per draw): a 30000-coordinate box
+    draws seeded pseudo-random uniforms instead, the same for the same seed, inside the box."""
+    import torch
+
+    from verify.checking.domains import SOBOL_MAX_DIM, Box
+
+    box = Box([-2.0] * 30000, [1.0] * 30000)
+    a = box.draw(3, 1.0, torch.Generator().manual_seed(5))
+    b = box.draw(3, 1.0, torch.Generator().manual_seed(5))
+    assert a.shape == (3, 30000) and torch.equal(a, b)
+    assert float(a.min()) >= -2.0 and float(a.max()) <= 1.0 and float(a.std()) > 0.5
+    assert 30000 > SOBOL_MAX_DIM

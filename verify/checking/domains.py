@@ -68,6 +68,20 @@ class StructuredDomain(Domain, Protocol):
         """The domain's tensor for one example, shape (1, ...), float64, inside the domain."""
 
 
+# Scrambled Sobol points cost O(k·31²) to scramble and torch's engine stops at 21201 coordinates; above SOBOL_MAX_DIM the
+# few hundred points a high-dimensional check affords are far from where low discrepancy pays (n ≪ 2^k), so seeded
+# pseudo-random uniforms take their place (a 20402-coordinate draw: ~2 s of scrambling under load, now milliseconds).
+SOBOL_MAX_DIM = 1024
+
+
+def quasi_uniform(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """(n, k) uniforms in [0, 1), seeded from gen: scrambled Sobol up to SOBOL_MAX_DIM coordinates, pseudo-random above."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    if k > SOBOL_MAX_DIM:
+        return torch.rand(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+
+
 def _as_vector(values: Sequence[float], what: str) -> torch.Tensor:
     t = torch.as_tensor(list(values), dtype=torch.float64)
     if t.dim() != 1 or t.numel() == 0 or not torch.isfinite(t).all():
@@ -120,8 +134,7 @@ class Box:
 
     def draw(self, n: int, scale: float, gen: torch.Generator) -> torch.Tensor:
         c, h = self._centre_half()
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        u = torch.quasirandom.SobolEngine(self.dim, scramble=True, seed=seed).draw(n, dtype=torch.float64)
+        u = quasi_uniform(n, self.dim, gen)
         return self.clip(c + (2 * u - 1) * h * scale)
 
     def perturb(self, x: torch.Tensor, size: float, gen: torch.Generator) -> torch.Tensor:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from verify.checking.domains import NEAR_DATA, _simpler_values, shrink_vector
+from verify.checking.domains import NEAR_DATA, _simpler_values, quasi_uniform, shrink_vector
 from verify.errors import InputError
 from verify.declare.groups import PlaneElement, PlaneGroup
 
@@ -60,8 +60,7 @@ def _rand(n: int, gen: torch.Generator) -> torch.Tensor:
 def _sobol(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
     """(n, k) scrambled-Sobol uniforms in [0, 1), seeded from gen: the engine's samples are quasi-random in every
     choice a draw makes (which input, which amplitude, where each bump sits), as a box's are in its coordinates."""
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-    return torch.quasirandom.SobolEngine(k, scramble=True, seed=seed).draw(n, dtype=torch.float64).clamp(0.0, 1.0 - 1e-12)
+    return quasi_uniform(n, k, gen).clamp(0.0, 1.0 - 1e-12)
 
 
 @dataclass(frozen=True, eq=False)

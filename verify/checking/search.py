@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from verify.checking.domains import Ball, Box, Domain
+from verify.checking.domains import SOBOL_MAX_DIM, Ball, Box, Domain
 
 Ratio = Callable[[torch.Tensor], torch.Tensor]  # float64 inputs (B, ...) -> float64 ratios (B,)
 
@@ -147,7 +147,10 @@ def _sample(obj: Objective, domain: Domain, budget: Budget, gen: torch.Generator
             per_scale[f"{s:g}"] = {"inputs": n, "worst_ratio": float(r[start:start + n].max()),
                                    **({"worst_ratio_float64": float(r64[start:start + n].max())} if r64 is not None else {})}
             start += n
-    info = {"method": "seeded scrambled-Sobol samples at each scale of the domain", "inputs": int(x.shape[0]),
+    high = isinstance(domain, Box) and domain.dim > SOBOL_MAX_DIM
+    info = {"method": "seeded scrambled-Sobol samples at each scale of the domain"
+                      + (f" (pseudo-random uniforms above {SOBOL_MAX_DIM} coordinates)" if high else ""),
+            "inputs": int(x.shape[0]),
             "scales": [f"{s:g}" for s in scales], "per_scale": per_scale, "best_ratio": float(r.max()),
             **({"best_ratio_float64": float(r64.max())} if r64 is not None else {})}
     return x, r, r64, info
