@@ -290,11 +290,12 @@ def main(out: Path, quick: bool = False) -> int:
     atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
     # the matrix-free figures take minutes (python -m benchmarks.matrix_free): their saved section is folded in
     from benchmarks import matrix_free as bench_matrix_free
+    from benchmarks import optimizers as bench_optimizers
 
     text = to_markdown(r)
-    extra = bench_matrix_free.section(out)
-    if extra:
-        text += "\n\n" + extra
+    for extra in (bench_matrix_free.section(out), bench_optimizers.section(out)):  # saved sections, minutes each
+        if extra:
+            text += "\n\n" + extra
     atomic_write_text(out / f"{name}.md", text)
     print(text)
     return 0
