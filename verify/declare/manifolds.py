@@ -14,9 +14,9 @@ The defects (all dimensionless):
 * Stiefel / O(n): ‖QᵀQ − I_k‖₂, the *spectral* norm (= max_i |σ_i(Q)² − 1|). QᵀQ − I is formed in the tensor's own
   dtype (that product is part of what is measured); its eigenvalues are taken in float64. The witness is the unit
   eigenvector u of the largest |eigenvalue|: ‖Qu‖² − 1 = ±defect.
-* SO(n): the O(n) defect, and det Q > 0. A matrix within the orthogonality tolerance has |det Q| ≥ 1 − n·tol ≈ 1, so
-  det Q < 0 cannot come from round-off: the det part is max(0, −det Q) against the threshold ½ (a reflection reads 1).
-  The witness is the real eigenvector of the eigenvalue nearest −1 (Qv = −v for a reflection).
+* SO(n): max(‖QᵀQ − I‖₂, max(0, −det Q)). A matrix within the orthogonality tolerance δ has |det Q| within
+  (1 ± δ)^{n/2} of 1, so det Q < 0 cannot come from round-off: it reads ≈ 1, far beyond any tolerance (a reflection).
+  The witness is then the real eigenvector of the eigenvalue nearest −1 (Qv = −v for a reflection).
 * Sphere S^{n−1}: |‖x‖₂ − 1|.
 * SPD(n): max(‖S − Sᵀ‖_max, max(0, −λ_min(½(S + Sᵀ)))) / ‖S‖₂; the witness is the eigenvector of λ_min.
 
@@ -45,7 +45,6 @@ import torch
 from verify.errors import InputError
 
 SAFETY = 4.0  # c: the measured defect / model ratio was ≤ 2.3 over n = 8..64, three maps, four seeds, four scales
-DET_THRESHOLD = 0.5  # det Q < −½ with Q orthogonal to tolerance: a reflection, not round-off
 
 
 def eps(dtype: torch.dtype) -> float:
@@ -70,7 +69,6 @@ class Reading:
     witness: list[float] = field(default_factory=list)  # a unit vector (or the norm, for the sphere)
     witness_text: str = ""  # what the witness shows, in words with numbers
     spectrum: list[float] = field(default_factory=list)  # per-direction defects (for plots)
-    det_violation: bool = False  # SO(n): det Q < −½ (structural whatever the tolerance)
 
 
 def _sym_eig(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,10 +205,10 @@ class SO(Stiefel):
             v = V[:, j].real
             v = v / v.norm()
             resid = float((Q64 @ v + v).norm())
-            return Reading(value=base.value, parts=dict(parts, det_part=det_part), witness=v.tolist(),
+            return Reading(value=max(base.value, det_part), parts=parts, witness=v.tolist(),
                            witness_text=(f"det Q = {det:.6g} < 0 (orientation reversed): a unit v with ‖Qv + v‖ = "
                                          f"{resid:.2g}, Q reflects v"),
-                           spectrum=base.spectrum, det_violation=det < -DET_THRESHOLD)
+                           spectrum=base.spectrum + [det_part])
         return Reading(value=base.value, parts=parts, witness=base.witness,
                        witness_text=base.witness_text + f"; det Q = {det:.6g}", spectrum=base.spectrum)
 
