@@ -49,6 +49,16 @@ LEMMAS = {
 }
 
 
+LEMMA_WORDS = {
+    "matrix_exp": "exp(A)ᵀexp(A) = exp(−A)exp(A) = I, det exp(A) = e^{tr A} = 1",
+    "cayley": "QᵀQ = Pᵀ(MMᵀ)⁻¹P = Pᵀ(PPᵀ)⁻¹P = I, det Q = det Mᵀ/det M = 1",
+    "householder": "a product of orthogonal reflectors times diag(±1) is orthogonal",
+    "reflections": "a product of orthogonal reflectors is orthogonal, det = (−1)^r",
+    "llt": "xᵀSx = ‖Lᵀx‖² + ε‖x‖² > 0",
+    "normalise": "‖x/‖x‖‖ = 1",
+}
+
+
 def _vs(a: float, b: float) -> str:
     """`a ≤ b` / `a > b` from the printed numbers themselves (a message never contradicts its numbers)."""
     for digits in (3, 6, 17):
@@ -269,12 +279,12 @@ class OnManifold(Property):
         if found.base is not None:
             B = found.base.detach().to(torch.float64).cpu()
             det_B = float(torch.linalg.det(B)) if B.shape[-1] == B.shape[-2] else math.nan
-            notes.append(f"Q = B·g(X) with B a stored buffer (det B = {det_B:.6g} in float64): g(X) ∈ {M.name} is proved; "
-                         "B's own membership is measured by the numeric stage")
+            notes.append(f"Q = B·g(X) with B a stored buffer, det B = {det_B:.6g} (float64 of the stored numbers); B's "
+                         "orthogonality is measured by the numeric stage")
             if math.isfinite(det_B):
                 det_sign *= 1 if det_B > 0 else -1
         if isinstance(M, SO) and det_sign < 0:
-            refuted.append(f"det Q = {det_sign:+d} for every raw X ({'; '.join(notes)}): Q ∈ O({M.n}) \\ SO({M.n}), a reflection")
+            refuted.append(f"det Q = {det_sign:+d} for every raw X, so Q ∈ O({M.n}) but not SO({M.n}) ({'; '.join(notes)})")
         seconds = time.perf_counter() - start
         failed = [b for b in blocks if b.verdict is Verdict.VIOLATED]
         if failed or refuted:
@@ -293,7 +303,7 @@ class OnManifold(Property):
                               blocks=blocks, summary=f"{self.tensor} ({found.source}) does not land on {M.name}: {why}")
         summary = (f"{self.tensor} = {found.source} lands on {M.name} for every raw parameter: "
                    f"{len(obs)} obligations reduced to 0 exactly (sympy, n = {n_check}) and the lemma "
-                   f"{LEMMAS[kind].split(':')[0] if kind in ('householder', 'reflections') else kind}"
+                   f"{LEMMA_WORDS[kind]}"
                    + (f"; {'; '.join(notes)}" if notes else ""))
         return Proof(stage="symbolic", verdict=Verdict.PROVED, seconds=seconds, statement=M.statement(),
                      lemma=LEMMAS[kind], blocks=blocks, summary=summary, bound_by=bind_text)
