@@ -291,7 +291,8 @@ class OnManifold(Property):
             if refuted and not failed:
                 blocks.append(BlockResult(block=f"{found.source}: determinant / stored numbers", verdict=Verdict.VIOLATED,
                                           obligation=r"\det Q = +1" if isinstance(M, SO) else r"\text{conditions on the numbers}",
-                                          residual=refuted[0].replace("\\", "\\\\")[:200], seconds=0.0,
+                                          residual=(rf"\det Q = {det_sign:+d}" if isinstance(M, SO) and det_sign < 0
+                                                    else r"\text{see the summary}"), seconds=0.0,
                                           instance={"activation": "none (a parametrisation)", "x": [], "seed": 0,
                                                     "parameters": {"det_sign": det_sign, "notes": notes},
                                                     "residual": float(abs(det_sign - 1)) if isinstance(M, SO) else 1.0}))
@@ -400,7 +401,7 @@ class OnManifold(Property):
         q = torch.quantile(spectrum, torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
         return ManifoldMeasurement(
             stage="numeric", verdict=verdict, summary=summary, seconds=time.perf_counter() - start, property=self.name,
-            defect=self.defect_text, dtype=dt, device=str(T.device), seed=seed, n_inputs=1,
+            defect=M.defect_latex or self.defect_text, dtype=dt, device=str(T.device), seed=seed, n_inputs=1,
             max_defect=r.value, quantiles={"50%": float(q[0]), "90%": float(q[1]), "99%": float(q[2])},
             worst_input=list(r.witness), tolerance=tol.value, tolerance_formula=tol.formula,
             max_defect_float64=r64.value, tolerance_float64=tol64.value, classification=cls,

@@ -81,6 +81,7 @@ class Manifold:
 
     kind: ClassVar[str] = "manifold"
     latex: ClassVar[str] = ""
+    defect_latex: ClassVar[str] = ""
 
     @property
     def name(self) -> str:
@@ -128,6 +129,7 @@ class Stiefel(Manifold):
     k: int = 0
     kind: ClassVar[str] = "stiefel"
     latex: ClassVar[str] = r"Q^\top Q = I_k"
+    defect_latex: ClassVar[str] = r"\|Q^\top Q - I_k\|_2\ (Q^\top Q - I \text{ formed in the tensor's dtype})"
 
     def __post_init__(self) -> None:
         _whole(f"Stiefel(n={self.n!r}, k=...).n", self.n, 1, "write Stiefel(16, 8) for 16×8 matrices with orthonormal columns")
@@ -175,6 +177,7 @@ class SO(Stiefel):
 
     kind: ClassVar[str] = "so"
     latex: ClassVar[str] = r"Q^\top Q = I_n,\ \det Q = +1"
+    defect_latex: ClassVar[str] = r"\max(\|Q^\top Q - I\|_2,\ \max(0, -\det Q))"
 
     def __init__(self, n: int) -> None:
         if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
@@ -220,6 +223,7 @@ class Sphere(Manifold):
     n: int = 0
     kind: ClassVar[str] = "sphere"
     latex: ClassVar[str] = r"\|x\|_2 = 1"
+    defect_latex: ClassVar[str] = r"|\|x\|_2 - 1|"
 
     def __post_init__(self) -> None:
         _whole("Sphere(n)", self.n, 1, "write Sphere(16) for unit vectors of R^16")
@@ -250,6 +254,7 @@ class SPD(Manifold):
     n: int = 0
     kind: ClassVar[str] = "spd"
     latex: ClassVar[str] = r"S = S^\top,\ x^\top S x > 0\ \forall x \ne 0"
+    defect_latex: ClassVar[str] = r"\max(\|S - S^\top\|_{\max},\ \max(0, -\lambda_{\min}))/\|S\|_2"
 
     def __post_init__(self) -> None:
         _whole("SPD(n)", self.n, 1, "write SPD(16) for 16×16 symmetric positive definite matrices")
