@@ -139,6 +139,23 @@ def _model_of(subject: Any) -> torch.nn.Module | None:
     return arch.build(subject.size).eval() if arch is not None else None
 
 
+def _base_judgement(found: Any) -> dict[str, Any] | None:
+    """The stored base B of Q = B·g(X) (torch's trivialisation, geotorch): its float64 defect against the tolerance
+    of an orthogonal factor computed in its own dtype (QR, backward stable: c·eps·(√n + √n)); None without a base."""
+    if found is None or found.base is None:
+        return None
+    from verify.declare.manifolds import Orthogonal
+
+    B = found.base.detach()
+    nB = int(B.shape[-1])
+    MB = Orthogonal(nB)
+    d = MB.reading(B.to(torch.float64)).value  # the stored numbers' own defect, exactly as stored
+    tolB = MB.tolerance(B.dtype, math.sqrt(nB), "a stored orthogonal factor computed in its dtype (QR: backward stable)")
+    off = d > tolB.value
+    return {"defect64": d, "tolerance": tolB.value, "off": off,
+            "text": f"d64(B) = {_vs(d, tolB.value)} (its {str(B.dtype).replace('torch.', '')} tolerance {tolB.formula})"}
+
+
 # --------------------------------------------------------------------------- evidence
 @dataclass(frozen=True)
 class ManifoldMeasurement(Measurement):
@@ -351,6 +368,14 @@ class OnManifold(Property):
                 source = "stored tensor" if not loc.params else f"parametrisation {type(loc.params[0]).__name__} (form unknown)"
             tol = M.tolerance(dtype, units, utext)
             tol64 = M.tolerance(torch.float64, units, utext)
+            base = _base_judgement(found)
+            if base is not None and not base["off"]:
+                # Q = B·g(X): QᵀQ − I = gᵀ(BᵀB − I)g + (gᵀg − I), so the stored base's own defect d(B) (within its
+                # tolerance) adds to what Q may show, in every dtype: ‖QᵀQ − I‖ ≤ d(B)(1 + tol) + d(g)
+                add = base["defect64"] * (1 + tol.value)
+                tol = type(tol)(tol.value + add, f"{tol.formula} + d(B) = {add:.3g} (the stored base B, {base['text']})")
+                add64 = base["defect64"] * (1 + tol64.value)
+                tol64 = type(tol64)(tol64.value + add64, f"{tol64.formula} + d(B) = {add64:.3g} (the stored base B)")
             if self.within is not None:
                 tol = tol64 = type(tol)(float(self.within), f"stated by the claim: within={self.within:g} (round-off alone "
                                                               f"would allow {tol.value:.3g}: {tol.formula})")
@@ -370,7 +395,7 @@ class OnManifold(Property):
             allowance = LAMBDA_STORAGE * max(changes) if changes else 0.0
         dt = str(dtype).replace("torch.", "")
         limit64 = tol64.value + allowance
-        structural = r64.value > limit64
+        structural = r64.value > limit64 or (base is not None and base["off"])
         exceeded = r.value > tol.value
         if structural:
             verdict, cls = Verdict.VIOLATED, "structural"
@@ -390,6 +415,8 @@ class OnManifold(Property):
                   + (f" ({', '.join(f'{v} {k}' for k, v in coarser.items())} stored numbers, {STORAGE_DRAWS} draws)"
                      if coarser else " (every stored number is float64)"))
         head = f"{self.tensor} ({source}) on {M.name}: defect {_vs(r.value, tol.value)} (tolerance, {dt})"
+        if base is not None and base["off"]:
+            head += f"; the stored base B is itself off O(n): {base['text']}"
         if verdict is Verdict.HOLDS:
             summary = f"{head}; {oracle}"
         elif cls == "structural":
@@ -409,7 +436,8 @@ class OnManifold(Property):
             search={"counterexample_dtype": ce_dtype, "tensor": self.tensor, "form": source, "oracle": copy_path(m64),
                     "storage_allowance": allowance, "storage_draws": len(changes), "stored": stored,
                     "calibration_ratio": tol.value / r.value if r.value > 0 else math.inf,
-                    "map_error_units": units, "map_error_model": utext, "domain": {}},
+                    "map_error_units": units, "map_error_model": utext, "domain": {},
+                    **({"base": base} if base is not None else {})},
             defects_sample=list(r.spectrum), defects_sample_float64=list(r64.spectrum),
             tensor=self.tensor, manifold=M.name, source=source, parts=dict(r.parts), parts_float64=dict(r64.parts),
             witness_text=r.witness_text if verdict is Verdict.HOLDS or exceeded else r64.witness_text,

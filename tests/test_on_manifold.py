@@ -237,3 +237,22 @@ def test_a_stored_tensor_has_no_symbolic_form_and_is_judged_numerically() -> Non
     r = res.results[0]
     assert r.symbolic.verdict is Verdict.UNDECIDED and r.symbolic.summary.startswith("no symbolic form")
     assert r.verdict is Verdict.HOLDS
+
+
+def test_a_stored_base_is_judged_by_its_own_precision_and_a_moved_one_is_refuted() -> None:
+    """Q = B·g(X): geotorch's float32 base (orthogonal to ~√n·eps, computed by QR) must not make the float64 oracle
+    refute a 64×32 Stiefel layer; a base moved by 1e-4 must be refuted (the proof covers g(X), not B)."""
+    import geotorch
+
+    for seed in range(3):
+        torch.manual_seed(seed)
+        st = nn.Linear(32, 64, bias=False)
+        geotorch.orthogonal(st, "weight")
+        m = OnManifold(Stiefel(64, 32)).measure(st, seed=seed)
+        assert m.verdict is Verdict.HOLDS, m.summary
+    lin = _torch_orthogonal(16, "cayley", 0, 0.3)
+    with torch.no_grad():
+        lin.parametrizations.weight[0].base[3, 5] += 1e-4
+    m = OnManifold(Orthogonal(16)).measure(lin)
+    assert m.verdict is Verdict.VIOLATED and m.classification == "structural", m.summary
+    assert "stored base B is itself off O(n)" in m.summary

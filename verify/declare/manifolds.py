@@ -24,8 +24,8 @@ The error model (u = eps of the dtype): an entry of QᵀQ is an n-long inner pro
 error is ≤ γ_n ≈ n·u in the worst case (Higham, Accuracy and Stability, Thm 3.1) and ≈ √n·u with high probability
 (Higham & Mary 2019, probabilistic rounding error analysis); we take the probabilistic √n·u for the product, add the
 parametrisation's own error (properties/on_manifold.py derives it per map: √n for a product of Householder
-reflectors, √n·(1 + ‖A‖₂/2) for the Cayley solve with κ(I − A/2) ≤ 1 + ‖A‖₂/2, n + √n·‖A‖₂ for the matrix
-exponential's Padé products and squarings; √n for stored numbers) and multiply by the safety factor c = 4:
+reflectors, √n·(1 + ‖A‖₂/2) for the Cayley solve with κ(I − A/2) ≤ 1 + ‖A‖₂/2, 2n + √n·‖A‖₂ for the matrix
+exponential's polynomial products and squarings; √n for stored numbers) and multiply by the safety factor c = 4:
 
     tol = c·u·(√n + map units).
 
