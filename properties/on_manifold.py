@@ -189,6 +189,7 @@ class OnManifold(Property):
     tensor: str = "weight"
 
     name: ClassVar[str] = "OnManifold"
+    binds_itself: ClassVar[bool] = True  # the proof's bound_by: the float64 twin against the module's own output
     statement: ClassVar[str] = r"T \in \mathcal{M}\ \text{for every value of the raw parameters}"
     lemma: ClassVar[str] = r"\text{a parametrisation that lands on } \mathcal{M} \text{ for every raw } X"
     defect_text: ClassVar[str] = (r"\|Q^\top Q - I\|_2\ (\text{and } \max(0, -\det Q) \text{ for } SO(n));\ "

@@ -256,3 +256,28 @@ def test_a_stored_base_is_judged_by_its_own_precision_and_a_moved_one_is_refuted
     m = OnManifold(Orthogonal(16)).measure(lin)
     assert m.verdict is Verdict.VIOLATED and m.classification == "structural", m.summary
     assert "stored base B is itself off O(n)" in m.summary
+
+
+class _ExpDeclaredAsCayley(nn.Module):
+    """Computes exp(X − Xᵀ) but declares the Cayley form: the declaration is not bound, so nothing is proved."""
+
+    manifold_form = pz.Parametrisation("cayley", "skew")
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.matrix_exp(X - X.T)
+
+
+def test_a_declared_form_that_is_not_what_the_module_computes_proves_nothing() -> None:
+    lin = nn.Linear(5, 5, bias=False)
+    parametrize.register_parametrization(lin, "weight", _ExpDeclaredAsCayley())
+    res = check(lin, claims=[OnManifold(Orthogonal(5))], rollout_steps=0)
+    r = res.results[0]
+    assert r.symbolic.verdict is Verdict.UNDECIDED and "does not describe the module" in r.symbolic.summary
+    assert r.verdict is Verdict.HOLDS  # the numeric stage still judges the tensor (exp of a skew matrix is orthogonal)
+
+
+def test_the_parametrizations_path_names_the_same_tensor() -> None:
+    lin = _torch_orthogonal(6, "householder", 1, 0.4)
+    a = OnManifold(SO(6), tensor="weight").measure(lin)
+    b = OnManifold(SO(6), tensor="parametrizations.weight").measure(lin)
+    assert a.max_defect == b.max_defect and a.verdict is b.verdict
