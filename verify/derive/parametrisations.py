@@ -288,12 +288,21 @@ def obligations(form: Parametrisation, n: int) -> list[Obligation]:
         if kind == "matrix_exp":
             out.append(Obligation("tr A = 0 (det exp A = e^{tr A} = 1)", r"\operatorname{tr} A = 0", sp.expand(A.trace())))
         else:
-            a = sp.Rational(form.alpha.numerator, form.alpha.denominator)
-            M, P = I - a * A, I + a * A
-            out.append(Obligation("Pᵀ = M (det Q = det Mᵀ/det M = 1)", r"(I + \alpha A)^\top - (I - \alpha A) = 0", _zero(P.T - M)))
-            out.append(Obligation("MMᵀ = PPᵀ (QᵀQ = Pᵀ(MMᵀ)⁻¹P = I)", r"MM^\top - PP^\top = 0", _zero(M * M.T - P * P.T)))
+            from sympy.polys.matrices import DomainMatrix
+
+            # the products in the polynomial ring QQ[x_ij] (sympy's DomainMatrix): exact, and 3× faster than expanding
+            # sympy expressions (n = 8: ~0.08 s against 0.26 s)
+            ring = sp.QQ[tuple(sorted(A.free_symbols, key=str))]
+            dA = DomainMatrix.from_Matrix(A).convert_to(ring)
+            dI = DomainMatrix.eye(n, ring)
+            a = ring.convert(sp.Rational(form.alpha.numerator, form.alpha.denominator))
+            M, P = dI - dA * a, dI + dA * a
+            out.append(Obligation("Pᵀ = M (det Q = det Mᵀ/det M = 1)", r"(I + \alpha A)^\top - (I - \alpha A) = 0",
+                                  (P.transpose() - M).to_Matrix()))
+            out.append(Obligation("MMᵀ = PPᵀ (QᵀQ = Pᵀ(MMᵀ)⁻¹P = I)", r"MM^\top - PP^\top = 0",
+                                  (M * M.transpose() - P * P.transpose()).to_Matrix()))
             out.append(Obligation("MᵀM = I + α²AᵀA (σ_min(M) ≥ 1: M invertible)", r"M^\top M - (I + \alpha^2 A^\top A) = 0",
-                                  _zero(M.T * M - (I + a * a * A.T * A))))
+                                  (M.transpose() * M - (dI + dA.transpose() * dA * (a * a))).to_Matrix()))
     elif kind in ("householder", "reflections"):
         v = _symbols(n, 1, "v")
         s = (v.T * v)[0, 0]
