@@ -10,3 +10,4 @@ from verify.models import set_tasks, permutation  # noqa: F401,I001  (permutatio
 from verify.models import iresnet  # noqa: F401,I001  (i-ResNets: Lipschitz bounds and iterative inverses, and controls)
 from verify.models import flow_tasks, flows, flow_controls  # noqa: F401,I001  (normalising flows: NICE, RealNVP, Glow; controls)
 from verify.models import optimizer_steps  # noqa: F401,I001  (optimisers as maps of (θ, v): conformal symplecticity)
+from verify.models import manifold_layers  # noqa: F401,I001  (manifold constraints: orthogonal, Stiefel, SPD layers; controls)

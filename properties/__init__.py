@@ -4,13 +4,14 @@ from verify.properties.conformal_symplectic import ConformalSymplectic
 from verify.properties.invertible import Invertible
 from verify.properties.lipschitz import Lipschitz
 from verify.properties.log_det import LogDet
+from verify.properties.on_manifold import OnManifold
 from verify.properties.stable_step import StableStep
 from verify.properties.symplectic import Symplectic
 from verify.properties.volume_preserving import VolumePreserving
 
 __all__ = [
-    "Property", "Tolerance", "Symplectic", "ConformalSymplectic", "VolumePreserving", "Invertible", "LogDet", "Lipschitz", "StableStep",
-    "Equivariant", "EquivarianceMeasurement",
+    "Property", "Tolerance", "Symplectic", "ConformalSymplectic", "VolumePreserving", "Invertible", "LogDet", "Lipschitz",
+    "StableStep", "Equivariant", "EquivarianceMeasurement", "OnManifold",
 ]
 
 

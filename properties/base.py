@@ -289,6 +289,9 @@ class Property:
     # the Jacobian work the numeric defect needs (verify/checking/matrix_free.py: "symplectic", "logdet", "condition"),
     # None when it needs no Jacobian: the numeric stage plans the method, and scales the search to its cost, from it
     jacobian_kind: ClassVar[str | None] = None
+    # a property whose proof is bound to the code by the property itself (its Proof carries bound_by), so the engine's
+    # binding of map twins over input domains does not apply to it (OnManifold: a tensor, no inputs)
+    binds_itself: ClassVar[bool] = False
 
     # -- the protocol -----------------------------------------------------------
     def symbolic(self, subject: "Subject") -> "Evidence | None":

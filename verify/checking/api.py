@@ -224,7 +224,7 @@ def check(
             claim_domain, domain_failure = (domain, None) if domain is not None else _guarded_domain(prop, subject)
             sym = _guarded("symbolic", lambda: prop.symbolic(subject)) if symbolic else None
             bind = None
-            if sym is not None and sym.verdict is Verdict.PROVED:
+            if sym is not None and sym.verdict is Verdict.PROVED and not prop.binds_itself:
                 key = claim_domain.describe() if claim_domain is not None else None
                 # a LogDet proof also binds the twins' reported log-dets to the module's (log_det: its methods)
                 log_det = getattr(prop, "binds_log_det", None)

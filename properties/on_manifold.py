@@ -1,0 +1,448 @@
+"""OnManifold(M, tensor=...): a named tensor of the model lies on the manifold M.
+
+The tensor is found by its attribute path on the model: a parameter or buffer (`"linear.weight"`), or the output of
+a parametrisation registered on it (torch's `parametrizations.orthogonal`, a geotorch constraint, our own module:
+`"linear.weight"` then reads the parametrised value, and `"linear.parametrizations.weight"` names the same).
+
+* Symbolic stage (verify/derive/parametrisations.py): the parametrisation is recognised, its declared form is
+  bound to the code (the float64 twin, from the module's own raw parameter, reproduces the module's float64 output),
+  and its obligations are proved exactly with sympy: Q = g(X) lands on M for *every* raw X. A form whose obligation
+  fails is refuted with an exact rational instance; an SO(n) claim on a form whose determinant is −1 (an odd number of
+  reflections, a base that is a reflection) is refuted with the determinant. A stored tensor (no parametrisation),
+  or a parametrisation whose form is not known, has no symbolic form: it is judged numerically only.
+* Numeric stage: the manifold's defect (verify/declare/manifolds.py) of the tensor in the model's dtype, against
+  the tolerance c·eps·(√n + m) with m the parametrisation's own error; and of the tensor recomputed by the model's
+  float64 copy, against the float64 tolerance plus what the precision of the stored numbers explains (the storage
+  draws of verify/precision.py: a weight orthogonal to float32 precision is not a structural violation in float64).
+
+Not a map property: OnManifold has no inputs, so its domain is None and the engine's map machinery (layers, search,
+binding stage) is not involved; the property carries its own binding in its proof (`bound_by`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch.nn.utils import parametrize
+
+from verify.declare.manifolds import SO, SPD, Manifold, Sphere, Stiefel, parse  # noqa: F401 (re-exported)
+from verify.errors import InputError, VerifyError
+from verify.evidence import BlockResult, Failure, Measurement, Proof, Refutation, Verdict
+from verify.properties.base import NO_FORM, Property
+
+FORMS_FOR = {"stiefel": ("matrix_exp", "cayley", "householder", "reflections"),
+             "so": ("matrix_exp", "cayley", "householder", "reflections"),
+             "sphere": ("normalise",), "spd": ("llt",)}
+
+LEMMAS = {
+    "matrix_exp": r"\exp(A)^\top\exp(A) = \exp(A^\top)\exp(A) = \exp(-A)\exp(A) = I\ (A, -A\text{ commute});\ "
+                  r"\det\exp(A) = e^{\operatorname{tr}A} = 1",
+    "cayley": r"Q = M^{-1}P:\ Q^\top Q = P^\top (MM^\top)^{-1} P = P^\top (PP^\top)^{-1} P = I;\ \det Q = \det M^\top/\det M = 1",
+    "householder": r"Q = H_1\cdots H_k D,\ H_i^\top H_i = I,\ D = \operatorname{diag}(\pm 1):\ Q^\top Q = I;\ "
+                   r"\det Q = (-1)^k \prod_i d_i",
+    "reflections": r"Q = H(v_1)\cdots H(v_r),\ H^\top H = I:\ Q^\top Q = I;\ \det Q = (-1)^r",
+    "llt": r"x^\top S x = \|L^\top x\|^2 + \varepsilon\|x\|^2 \ge \varepsilon\|x\|^2 > 0\ (x \ne 0,\ \varepsilon > 0)",
+    "normalise": r"\|x/\|x\|\| = 1\ (x \ne 0)",
+}
+
+
+LEMMA_WORDS = {
+    "matrix_exp": "exp(A)ᵀexp(A) = exp(−A)exp(A) = I, det exp(A) = e^{tr A} = 1",
+    "cayley": "QᵀQ = Pᵀ(MMᵀ)⁻¹P = Pᵀ(PPᵀ)⁻¹P = I, det Q = det Mᵀ/det M = 1",
+    "householder": "a product of orthogonal reflectors times diag(±1) is orthogonal",
+    "reflections": "a product of orthogonal reflectors is orthogonal, det = (−1)^r",
+    "llt": "xᵀSx = ‖Lᵀx‖² + ε‖x‖² > 0",
+    "normalise": "‖x/‖x‖‖ = 1",
+}
+
+
+def _vs(a: float, b: float) -> str:
+    """`a ≤ b` / `a > b` from the printed numbers themselves (a message never contradicts its numbers)."""
+    for digits in (3, 6, 17):
+        ta, tb = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if ta != tb or digits == 17:
+            return f"{ta} {'≤' if a <= b else '>'} {tb}"
+    return ""
+
+
+# --------------------------------------------------------------------------- the tensor, by its name
+@dataclass
+class Located:
+    path: str
+    parent: torch.nn.Module
+    name: str
+    value: torch.Tensor
+    raw: torch.Tensor | None = None  # the raw parameter of a parametrisation
+    params: list[torch.nn.Module] = field(default_factory=list)
+
+
+def available_tensors(model: torch.nn.Module) -> list[str]:
+    """The names OnManifold(tensor=...) accepts on this model: parametrised tensors, parameters and buffers."""
+    names: list[str] = []
+    for mname, m in model.named_modules():
+        if parametrize.is_parametrized(m):
+            names += [f"{mname + '.' if mname else ''}{t}" for t in m.parametrizations.keys()]
+    for n, _ in list(model.named_parameters()) + list(model.named_buffers()):
+        if ".parametrizations." not in f".{n}" and not n.startswith("parametrizations."):
+            names.append(n)
+    return sorted(set(names))
+
+
+def locate(model: torch.nn.Module, path: str) -> Located:
+    """The tensor named `path` on the model (a parametrisation's output is computed, in the model's dtype)."""
+    parts = path.split(".")
+    if len(parts) >= 2 and parts[-2] == "parametrizations":
+        parent_parts, name = parts[:-2], parts[-1]
+    else:
+        parent_parts, name = parts[:-1], parts[-1]
+
+    def missing(what: str) -> InputError:
+        names = available_tensors(model)
+        return InputError(f"OnManifold(tensor={path!r})", what, f"the name of a tensor of {type(model).__name__}: one of "
+                          f"{names[:20]}{' …' if len(names) > 20 else ''}",
+                          "name a parameter, a buffer or a parametrised tensor by its attribute path (e.g. 'linear.weight')")
+
+    obj: Any = model
+    for p in parent_parts:
+        obj = getattr(obj, p, None)
+        if not isinstance(obj, torch.nn.Module):
+            raise missing(f"no submodule {p!r}")
+    parent = obj
+    if parametrize.is_parametrized(parent, name):
+        plist = parent.parametrizations[name]
+        value = getattr(parent, name)
+        raw = getattr(plist, "original", None)
+        return Located(path, parent, name, value, raw if isinstance(raw, torch.Tensor) else None, list(plist))
+    value = getattr(parent, name, None)
+    if not isinstance(value, torch.Tensor):
+        raise missing(f"no tensor {name!r} on {type(parent).__name__}")
+    return Located(path, parent, name, value)
+
+
+def _finite(T: torch.Tensor, path: str, where: str) -> None:
+    bad = ~torch.isfinite(T.detach())
+    if bool(bad.any()):
+        idx = [int(i) for i in bad.nonzero()[0].tolist()]
+        raise InputError(f"{path} ({where})", f"{int(bad.sum())} non-finite entries, first at {idx}: {float(T.detach()[tuple(idx)])}",
+                         "a finite tensor (a NaN or inf cannot lie on a manifold, and its defect cannot be measured)",
+                         "find where training diverged (lower the learning rate) or where the parametrisation divides "
+                         "by zero (x/‖x‖ at x = 0, a singular Cayley solve)")
+
+
+def _model_of(subject: Any) -> torch.nn.Module | None:
+    if subject.model is not None:
+        return subject.model
+    arch = subject.architecture
+    return arch.build(subject.size).eval() if arch is not None else None
+
+
+def _base_judgement(found: Any) -> dict[str, Any] | None:
+    """The stored base B of Q = B·g(X) (torch's trivialisation, geotorch): its float64 defect against the tolerance
+    of an orthogonal factor computed in its own dtype (QR, backward stable: c·eps·(√n + √n)); None without a base."""
+    if found is None or found.base is None:
+        return None
+    from verify.declare.manifolds import Orthogonal
+
+    B = found.base.detach()
+    nB = int(B.shape[-1])
+    MB = Orthogonal(nB)
+    d = MB.reading(B.to(torch.float64)).value  # the stored numbers' own defect, exactly as stored
+    tolB = MB.tolerance(B.dtype, math.sqrt(nB), "a stored orthogonal factor computed in its dtype (QR: backward stable)")
+    off = d > tolB.value
+    return {"defect64": d, "tolerance": tolB.value, "off": off,
+            "text": f"d64(B) = {_vs(d, tolB.value)} (its {str(B.dtype).replace('torch.', '')} tolerance {tolB.formula})"}
+
+
+# --------------------------------------------------------------------------- evidence
+@dataclass(frozen=True)
+class ManifoldMeasurement(Measurement):
+    """The defect of one named tensor on one manifold, in the model's dtype and in float64, with its witness."""
+
+    tensor: str = ""
+    manifold: str = ""
+    source: str = ""  # the parametrisation that produces the tensor, or "stored tensor"
+    parts: Mapping[str, float] = field(default_factory=dict)
+    parts_float64: Mapping[str, float] = field(default_factory=dict)
+    witness_text: str = ""
+    storage_allowance: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return "measurement"  # the index and reports read it as a measurement (max defect / tolerance)
+
+    def extra_markdown(self) -> list[str]:
+        rows = [f"Tensor `{self.tensor}` ({self.source}) on {self.manifold}: {self.witness_text}.", "",
+                "| part | model dtype | float64 copy |", "|---|---|---|"]
+        for k in self.parts:
+            rows.append(f"| {k} | {self.parts[k]:.6g} | {self.parts_float64.get(k, math.nan):.6g} |")
+        return rows + ["", f"Float64 allowance for the stored numbers' precision: {self.storage_allowance:.3g}.", ""]
+
+
+@dataclass(frozen=True, init=False)
+class OnManifold(Property):
+    """A named tensor of the model (parameter, buffer, or a parametrisation's output) lies on the manifold M."""
+
+    manifold: Manifold | None = None
+    tensor: str = "weight"
+
+    name: ClassVar[str] = "OnManifold"
+    binds_itself: ClassVar[bool] = True  # the proof's bound_by: the float64 twin against the module's own output
+    statement: ClassVar[str] = r"T \in \mathcal{M}\ \text{for every value of the raw parameters}"
+    lemma: ClassVar[str] = r"\text{a parametrisation that lands on } \mathcal{M} \text{ for every raw } X"
+    defect_text: ClassVar[str] = (r"\|Q^\top Q - I\|_2\ (\text{and } \max(0, -\det Q) \text{ for } SO(n));\ "
+                                  r"|\|x\|_2 - 1|;\ \max(\|S - S^\top\|_{\max}, \max(0, -\lambda_{\min}))/\|S\|_2")
+
+    def __init__(self, manifold: Manifold, tensor: str = "weight", *, within: float | None = None) -> None:
+        M = parse(manifold)
+        ok = isinstance(tensor, str) and tensor and all(p.isidentifier() or p.isdigit() for p in tensor.split("."))
+        if not ok:
+            raise InputError("OnManifold(tensor=...)", tensor, "an attribute path such as 'weight' or 'linear.weight'",
+                             "name the tensor by the path you would write after `model.`")
+        object.__setattr__(self, "manifold", M)
+        object.__setattr__(self, "tensor", tensor)
+        object.__setattr__(self, "dim", None)
+        object.__setattr__(self, "where", None)
+        object.__setattr__(self, "within", within)
+        # one claim per (manifold, tensor): an architecture may claim O(n) of one tensor and SO(n) of it falsely
+        object.__setattr__(self, "name", f"OnManifold({M.name}, {tensor})")
+        self.__post_init__()
+
+    def __str__(self) -> str:
+        return self.name if self.within is None else f"{self.name[:-1]}, within={self.within:g})"
+
+    def domain(self, subject: Any) -> None:
+        return None  # no inputs: the claim is about a tensor
+
+    # -- symbolic ---------------------------------------------------------------------------------------------------
+    def symbolic(self, subject: Any) -> Any:
+        from verify.derive import parametrisations as pz
+        from verify.precision import float64_copy
+        from verify.timelimit import within_limit
+
+        model = _model_of(subject)
+        if model is None:
+            return None
+        start = time.perf_counter()
+        M = self.manifold
+        loc = locate(model, self.tensor)
+        M.validate(tuple(loc.value.shape), self.tensor)
+
+        def no_form(why: str, fix: str) -> Failure:
+            return Failure(stage="symbolic", verdict=Verdict.UNDECIDED, seconds=time.perf_counter() - start,
+                           summary=f"{NO_FORM}: {why}; the claim is checked numerically only",
+                           expected="a parametrisation whose form is known (torch's orthogonal, geotorch SO/Stiefel, or a "
+                                    "module declaring manifold_form = Parametrisation(...))", fix=fix)
+
+        if not loc.params:
+            return no_form(f"{self.tensor} is a stored tensor (a parameter or buffer), not the output of a "
+                           "parametrisation: its value is whatever the optimiser made it",
+                           "parametrise it (torch.nn.utils.parametrizations.orthogonal, geotorch) to have it proved")
+        if len(loc.params) != 1 or loc.raw is None:
+            return no_form(f"{self.tensor} is produced by a chain of {len(loc.params)} parametrisations",
+                           "register one parametrisation, or declare the composite's form")
+        found = pz.recognise(loc.params[0], loc.raw)
+        if found is None:
+            return no_form(f"the parametrisation {type(loc.params[0]).__name__} has no known form",
+                           f"declare manifold_form = Parametrisation(kind=..., generator=...) on {type(loc.params[0]).__name__}")
+        kind = found.form.kind
+        if kind not in FORMS_FOR[M.kind]:
+            return no_form(f"a {kind} parametrisation proves membership of another manifold than {M.name}",
+                           "claim the manifold the parametrisation lands on")
+        # the binding: the twin in float64 from the module's own raw numbers against the module's float64 output
+        m64 = float64_copy(model)
+        loc64 = locate(m64, self.tensor)
+        found64 = pz.recognise(loc64.params[0], loc64.raw)
+        if found64 is None:
+            return no_form("the float64 copy's parametrisation could not be recognised", "make the module deep-copyable")
+        bound, _, _, bind_text = pz.bind(found64, loc64.value)
+        if not bound:
+            return Failure(stage="symbolic", verdict=Verdict.UNDECIDED, seconds=time.perf_counter() - start,
+                           summary=f"the declared form does not describe the module: {bind_text}; no proof is made, the "
+                                   "numeric stage decides",
+                           expected="a declared form that computes what the module computes",
+                           fix="correct manifold_form (kind, generator, alpha) to the formula the module implements")
+        n = M.size
+        obs, secs, n_check = within_limit(lambda: pz.check_form(found.form, n), subject.time_limit,
+                                          f"{kind} obligations of {self.tensor}")
+        blocks = [BlockResult(block=f"{found.source}: {ob.name}", verdict=Verdict.PROVED if ob.holds else Verdict.VIOLATED,
+                              obligation=ob.latex, residual=pz.residual_latex(ob), seconds=secs / max(1, len(obs)),
+                              instance=None if ob.holds else ob.instance,
+                              message=f"exact at n = {n_check}" + (f" (the identity is matrix algebra, valid at every n; "
+                                                                    f"the tensor's n = {n})" if n_check != n else ""))
+                  for ob in obs]
+        # conditions on the module's own numbers
+        refuted: list[str] = []
+        notes: list[str] = []
+        det_sign = 1
+        if kind == "householder":
+            signs = found.notes.get("signs", [])
+            bad = [(i, d) for i, d in enumerate(signs) if d not in (1, -1)]
+            if bad:
+                refuted.append(f"column signs d_i = int(X_ii) must be ±1; d_{bad[0][0]} = {bad[0][1]} zeroes column "
+                               f"{bad[0][0]} of Q")
+            det_sign = (-1) ** int(found.columns or loc.raw.shape[-1]) * math.prod(s for s in signs if s in (1, -1))
+            notes.append(f"det g(X) = (−1)^{found.columns or loc.raw.shape[-1]}·∏d_i = {det_sign:+d} (signs read from the raw parameter)")
+        elif kind == "reflections":
+            r = int(loc.raw.shape[0])
+            det_sign = (-1) ** r
+            notes.append(f"{r} reflections: det Q = (−1)^{r} = {det_sign:+d}")
+        elif kind == "llt":
+            if not (found.eps is not None and found.eps > 0):
+                refuted.append(f"ε = {found.eps} is not > 0: LLᵀ + εI is only positive semidefinite")
+            else:
+                notes.append(f"ε = {found.eps:g} > 0 (the module's number): λ_min(S) ≥ ε")
+        if found.base is not None:
+            B = found.base.detach().to(torch.float64).cpu()
+            det_B = float(torch.linalg.det(B)) if B.shape[-1] == B.shape[-2] else math.nan
+            notes.append(f"Q = B·g(X) with B a stored buffer, det B = {det_B:.6g} (float64 of the stored numbers); B's "
+                         "orthogonality is measured by the numeric stage")
+            if math.isfinite(det_B):
+                det_sign *= 1 if det_B > 0 else -1
+        if isinstance(M, SO) and det_sign < 0:
+            refuted.append(f"det Q = {det_sign:+d} for every raw X, so Q ∈ O({M.n}) but not SO({M.n}) ({'; '.join(notes)})")
+        seconds = time.perf_counter() - start
+        failed = [b for b in blocks if b.verdict is Verdict.VIOLATED]
+        if failed or refuted:
+            if refuted and not failed:
+                blocks.append(BlockResult(block=f"{found.source}: determinant / stored numbers", verdict=Verdict.VIOLATED,
+                                          obligation=r"\det Q = +1" if isinstance(M, SO) else r"\text{conditions on the numbers}",
+                                          residual=(rf"\det Q = {det_sign:+d}" if isinstance(M, SO) and det_sign < 0
+                                                    else r"\text{see the summary}"), seconds=0.0,
+                                          instance={"activation": "none (a parametrisation)", "x": [], "seed": 0,
+                                                    "parameters": {"det_sign": det_sign, "notes": notes},
+                                                    "residual": float(abs(det_sign - 1)) if isinstance(M, SO) else 1.0}))
+            why = (f"obligation '{failed[0].block}' has a non-zero residual; at the exact instance X = "
+                   f"{failed[0].instance['parameters']['X'] if failed[0].instance else '?'} "
+                   f"the largest |QᵀQ − I| entry is {failed[0].instance['residual']:.4g}" if failed and failed[0].instance
+                   else (failed[0].block if failed else refuted[0]))
+            return Refutation(stage="symbolic", verdict=Verdict.VIOLATED, seconds=seconds, statement=M.statement(),
+                              blocks=blocks, summary=f"{self.tensor} ({found.source}) does not land on {M.name}: {why}")
+        summary = (f"{self.tensor} = {found.source} lands on {M.name} for every raw parameter: "
+                   f"{len(obs)} obligations reduced to 0 exactly (sympy, n = {n_check}) and the lemma "
+                   f"{LEMMA_WORDS[kind]}"
+                   + (f"; {'; '.join(notes)}" if notes else ""))
+        return Proof(stage="symbolic", verdict=Verdict.PROVED, seconds=seconds, statement=M.statement(),
+                     lemma=LEMMAS[kind], blocks=blocks, summary=summary, bound_by=bind_text)
+
+    # -- numeric ----------------------------------------------------------------------------------------------------
+    def numeric(self, subject: Any, domain: Any, settings: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._numeric(subject, settings, start)
+        except Exception as exc:  # bad input or the model's own exception: error evidence, never a pass
+            from verify.errors import describe, explain
+
+            summary, expected, fix = explain(exc, "numeric", subject.name)
+            return Failure(stage="numeric", verdict=Verdict.ERROR, summary=summary, seconds=time.perf_counter() - start,
+                           expected=expected, fix=fix, exception="" if isinstance(exc, VerifyError) else describe(exc))
+
+    def measure(self, model: torch.nn.Module, seed: int = 0) -> "ManifoldMeasurement":
+        """The numeric stage on a bare module (raises InputError on bad input; check() turns that into `error`)."""
+        return self._measure(model, seed, time.perf_counter())
+
+    def _numeric(self, subject: Any, settings: Any, start: float) -> Any:
+        if subject.model is None:
+            raise InputError("model", None, "a trained module", "pass model=... or let check() train it")
+        return self._measure(subject.model, settings.seed, start)
+
+    def _measure(self, model: torch.nn.Module, seed: int, start: float) -> "ManifoldMeasurement":
+        from verify.derive import parametrisations as pz
+        from verify.precision import (LAMBDA_STORAGE, STORAGE_DRAWS, copy_path, float64_copy, stored_precision)
+
+        M = self.manifold
+        with torch.no_grad():
+            loc = locate(model, self.tensor)
+            T = loc.value
+            M.validate(tuple(T.shape), self.tensor)
+            _finite(T, self.tensor, str(T.dtype).replace("torch.", ""))
+            dtype = T.dtype
+            found = pz.recognise(loc.params[0], loc.raw) if len(loc.params) == 1 and loc.raw is not None else None
+            n = M.size
+            if found is not None:
+                units, utext = found.map_units(n)
+                source = found.source
+            else:
+                units, utext = math.sqrt(n), "√n: stored numbers rounded to the dtype (no parametrisation of a known form)"
+                source = "stored tensor" if not loc.params else f"parametrisation {type(loc.params[0]).__name__} (form unknown)"
+            tol = M.tolerance(dtype, units, utext)
+            tol64 = M.tolerance(torch.float64, units, utext)
+            base = _base_judgement(found)
+            if base is not None and not base["off"]:
+                # Q = B·g(X): QᵀQ − I = gᵀ(BᵀB − I)g + (gᵀg − I), so the stored base's own defect d(B) (within its
+                # tolerance) adds to what Q may show, in every dtype: ‖QᵀQ − I‖ ≤ d(B)(1 + tol) + d(g)
+                add = base["defect64"] * (1 + tol.value)
+                tol = type(tol)(tol.value + add, f"{tol.formula} + d(B) = {add:.3g} (the stored base B, {base['text']})")
+                add64 = base["defect64"] * (1 + tol64.value)
+                tol64 = type(tol64)(tol64.value + add64, f"{tol64.formula} + d(B) = {add64:.3g} (the stored base B)")
+            if self.within is not None:
+                tol = tol64 = type(tol)(float(self.within), f"stated by the claim: within={self.within:g} (round-off alone "
+                                                              f"would allow {tol.value:.3g}: {tol.formula})")
+            r = M.reading(T)
+            m64 = float64_copy(model)
+            T64 = locate(m64, self.tensor).value
+            _finite(T64, self.tensor, "float64 copy")
+            r64 = M.reading(T64)
+            stored = stored_precision(model)
+            coarser = {k: v for k, v in stored.items() if k != "float64"}
+            changes = []
+            if coarser:
+                for i in range(STORAGE_DRAWS):
+                    g = torch.Generator().manual_seed(seed * 1000 + i)
+                    drawn = locate(float64_copy(model, g), self.tensor).value
+                    changes.append(abs(M.reading(drawn).value - r64.value))
+            allowance = LAMBDA_STORAGE * max(changes) if changes else 0.0
+        dt = str(dtype).replace("torch.", "")
+        limit64 = tol64.value + allowance
+        structural = r64.value > limit64 or (base is not None and base["off"])
+        exceeded = r.value > tol.value
+        if structural:
+            verdict, cls = Verdict.VIOLATED, "structural"
+        elif exceeded:
+            verdict, cls = Verdict.VIOLATED, "round-off"
+        else:
+            verdict, cls = Verdict.HOLDS, "none"
+        ce = ce_defect = None
+        ce_dtype = dt
+        if verdict is Verdict.VIOLATED:
+            if exceeded:
+                ce, ce_defect = r.witness, r.value
+            else:
+                ce, ce_defect, ce_dtype = r64.witness, r64.value, "float64"
+        oracle = (f"float64 copy ({copy_path(m64)}): defect {_vs(r64.value, limit64)} = float64 tolerance "
+                  f"{tol64.value:.3g} + storage allowance {allowance:.3g}"
+                  + (f" ({', '.join(f'{v} {k}' for k, v in coarser.items())} stored numbers, {STORAGE_DRAWS} draws)"
+                     if coarser else " (every stored number is float64)"))
+        head = f"{self.tensor} ({source}) on {M.name}: defect {_vs(r.value, tol.value)} (tolerance, {dt})"
+        if base is not None and base["off"]:
+            head += f"; the stored base B is itself off O(n): {base['text']}"
+        if verdict is Verdict.HOLDS:
+            summary = f"{head}; {oracle}"
+        elif cls == "structural":
+            summary = (f"{head} (structural: {oracle}); {r.witness_text if exceeded else r64.witness_text}")
+        else:
+            summary = (f"{head} (round-off: the {dt} value is off {M.name} beyond the error model, the float64 copy is "
+                       f"not: {oracle}); {r.witness_text}")
+        spectrum = torch.tensor(r.spectrum or [r.value], dtype=torch.float64)
+        q = torch.quantile(spectrum, torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
+        return ManifoldMeasurement(
+            stage="numeric", verdict=verdict, summary=summary, seconds=time.perf_counter() - start, property=self.name,
+            defect=M.defect_latex or self.defect_text, dtype=dt, device=str(T.device), seed=seed, n_inputs=1,
+            max_defect=r.value, quantiles={"50%": float(q[0]), "90%": float(q[1]), "99%": float(q[2])},
+            worst_input=list(r.witness), tolerance=tol.value, tolerance_formula=tol.formula,
+            max_defect_float64=r64.value, tolerance_float64=tol64.value, classification=cls,
+            counterexample=ce, counterexample_defect=ce_defect,
+            search={"counterexample_dtype": ce_dtype, "tensor": self.tensor, "form": source, "oracle": copy_path(m64),
+                    "storage_allowance": allowance, "storage_draws": len(changes), "stored": stored,
+                    "calibration_ratio": tol.value / r.value if r.value > 0 else math.inf,
+                    "map_error_units": units, "map_error_model": utext, "domain": {},
+                    **({"base": base} if base is not None else {})},
+            defects_sample=list(r.spectrum), defects_sample_float64=list(r64.spectrum),
+            tensor=self.tensor, manifold=M.name, source=source, parts=dict(r.parts), parts_float64=dict(r64.parts),
+            witness_text=r.witness_text if verdict is Verdict.HOLDS or exceeded else r64.witness_text,
+            storage_allowance=allowance)
+
+
+__all__ = ["OnManifold", "ManifoldMeasurement", "locate", "available_tensors", "Stiefel", "SO", "Sphere", "SPD"]
