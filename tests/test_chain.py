@@ -124,3 +124,25 @@ def test_a_planted_scaling_among_256_coordinates_is_refuted():
     result = check(_PlantedScaling().eval(), claims=[Symplectic(), Invertible()], dim=256, budget=budget, rollout_steps=0)
     assert result.result("Symplectic").verdict is Verdict.VIOLATED, result.result("Symplectic").numeric.summary
     assert result.result("Invertible").verdict is Verdict.HOLDS  # the scaling is invertible: only Ω is broken
+
+
+def test_blocks_beyond_the_exact_limit_are_not_bound_to_the_module():
+    """No block of more than EXACT_MAX_DIM coordinates can be proved, so its layers are not bound (binding a 4096-
+    coordinate G-SympNet took 20 s for nothing); the proof then says undecided at once."""
+    import time
+
+    from verify.checking.binding_stage import resolve_layers
+    from verify.declare.subject import Subject
+    from verify.derive.proofs import EXACT_MAX_DIM, prove_block
+    from verify.models.shears import gradient_shear_block
+    from verify.models.sympnets import GSympNet
+    from verify.properties import Symplectic
+
+    blocks = [gradient_shear_block(2048, 16, True), gradient_shear_block(2048, 16, False)]
+    assert all(b.dim > EXACT_MAX_DIM for b in blocks)
+    subject = Subject(name="big", model=GSympNet(4096, layers=2), dim=4096, blocks=blocks)
+    start = time.perf_counter()
+    resolve_layers(subject, None, "quick")
+    assert time.perf_counter() - start < 2.0
+    assert "layers" not in subject.notes and "layers_skipped" in subject.notes
+    assert prove_block(Symplectic(), blocks[0], time_limit=1.0).verdict is Verdict.UNDECIDED
