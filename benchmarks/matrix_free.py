@@ -1,6 +1,7 @@
 """Matrix-free Jacobian checks at the sizes of real invertible networks (run: `python -m benchmarks.matrix_free`).
 
-For d = 16, 256, 3072 and 10⁴ (and the SympNet alone at 4096; `--dims` to choose), each check runs in a fresh process (so that its peak memory is its
+For d = 16, 256, 3072 and 10⁴ (and the SympNet alone at 4096; `--dims` to choose; `--case fput-4096`: the trained FPUT-chain
+G-SympNet of `g-sympnet-fput --size large` instead), each check runs in a fresh process (so that its peak memory is its
 own): the whole numeric stage (`measure`, the default matrix-free Policy: a 40 s cost-aware search budget) of
 
 * Symplectic on a G-SympNet (models/sympnets.py: 4 gradient kick/drift layers of width 64),
@@ -130,6 +131,70 @@ def power_child(check: str, d: int, delta: float) -> dict[str, Any]:
             "tolerance_float64": getattr(ev, "tolerance_float64", None), "seconds": time.perf_counter() - t0}
 
 
+# the trained G-SympNet of the FPUT-β chain at 2d = 4096 (models/sympnets.py, g-sympnet-fput --size large), checked end
+# to end by check() as `verify check` does (its size's budget, the default Policy), and the same trained model with a
+# planted non-symplectic 2×2 block (q_k ← (1 + δ)·q_k, k = d/3) among its 4096 coordinates: (label, planted δ or 0)
+FPUT_CASES = (("trained", 0.0), ("trained + planted", 1e-6))
+
+
+def fput_child(checkpoint: str, delta: float) -> dict[str, Any]:
+    """One FPUT case in this (fresh) process: the trained large G-SympNet (from `checkpoint`, else trained or taken
+    from the trained-model cache), Symplectic only, optionally with a planted block."""
+    import torch
+
+    torch.set_num_threads(1)
+    from verify import check
+    from verify.checking.domains import Box
+    from verify.declare.registry import get, get_task
+    from verify.models.wide_maps import NonSymplecticBlock
+    from verify.properties import Symplectic
+    from verify.train.training import load_checkpoint, train_cached
+
+    arch = get("g-sympnet-fput")
+    t0 = time.perf_counter()
+    trained = load_checkpoint(checkpoint, arch) if checkpoint else train_cached(arch, "large")
+    load_s = time.perf_counter() - t0
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    if delta:
+        task = get_task(arch.task_for("large"))
+        model = NonSymplecticBlock(trained.model, delta, k=task.d // 3).eval()
+        result = check(model, claims=[Symplectic()], dim=task.dim, domain=Box(list(task.low), list(task.high)),
+                       budget=arch.size("large").budget, rollout_steps=0)
+    else:
+        result = check("g-sympnet-fput", claims=[Symplectic()], size="large", model=trained.model, rollout_steps=0)
+    ev = result.results[0].numeric
+    search = getattr(ev, "search", {}) or {}
+    return {"case": "fput-4096", "delta": delta, "verdict": result.results[0].verdict.value,
+            "numeric_verdict": ev.verdict.value, "n_inputs": getattr(ev, "n_inputs", 0),
+            "method": search.get("plan", {}).get("method", "-"), "numeric_seconds": ev.seconds,
+            "check_seconds": time.perf_counter() - t0, "load_seconds": load_s,
+            "max_defect_float64": getattr(ev, "max_defect_float64", None),
+            "tolerance_float64": getattr(ev, "tolerance_float64", None),
+            "test_loss": trained.test_loss, "train_seconds": trained.seconds, "origin": trained.origin,
+            "peak_mb_above_base": _peak_mb() - base, "summary": ev.summary[:400]}
+
+
+def fput_markdown(rows: list[dict[str, Any]], checkpoint: str) -> list[str]:
+    lines = ["The trained G-SympNet of the FPUT-β chain at 2d = 4096 (`g-sympnet-fput --size large`), Symplectic checked "
+             "end to end by check() with its size's budget and the default matrix-free Policy (40 s per claim), and "
+             "the same model with a planted non-symplectic (q_k, p_k) block; `python -m benchmarks.matrix_free --case "
+             f"fput-4096{' --checkpoint ' + checkpoint if checkpoint else ''}` (each case in a fresh process):", "",
+             "| model | planted δ | method | verdict | inputs searched | numeric s | check s | float64 defect | "
+             "float64 tolerance | peak MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        if "error" in x:
+            lines.append(f"| fput-4096 | {x.get('delta', '')} | | error: {x['error']} | | | | | | |")
+            continue
+        m64, t64 = x.get("max_defect_float64"), x.get("tolerance_float64")
+        lines.append(f"| G-SympNet 2d = 4096 (held-out MSE {x['test_loss']:.3g}) | {x['delta']:g} | {x['method']} | "
+                     f"{x['verdict']} | {x['n_inputs']} | {x['numeric_seconds']:.1f} | {x['check_seconds']:.1f} | "
+                     f"{'' if m64 is None else f'{m64:.3g}'} | {'' if t64 is None else f'{t64:.3g}'} | "
+                     f"{x['peak_mb_above_base']:.0f} |")
+    lines.append("")
+    return lines
+
+
 def _spawn(check: str, d: int, mode: str, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.matrix_free", "--child", check, str(d), mode]
     env = {**os.environ, "VERIFY_THREADS": "1"}
@@ -201,6 +266,9 @@ def section(out: Path) -> str:
     power = out / "matrix-free-power.json"
     if power.is_file():
         lines += power_markdown(json.loads(power.read_text()))
+    fput = out / "matrix-free-fput-4096.json"
+    if fput.is_file():
+        lines += fput_markdown(json.loads(fput.read_text()), "")
     return "\n".join(lines)
 
 
@@ -228,7 +296,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checks", default=",".join(CHECKS))
     ap.add_argument("--child", nargs=3, metavar=("CHECK", "D", "MODE"), help=argparse.SUPPRESS)
     ap.add_argument("--power", action="store_true", help="only the planted-violation table (reports/matrix-free-power.json)")
+    ap.add_argument("--case", choices=("fput-4096",), help="only this case: fput-4096, the trained large G-SympNet "
+                    "(OUT/matrix-free-fput-4096.json)")
+    ap.add_argument("--checkpoint", default="", help="with --case fput-4096: the checkpoint folder of g-sympnet-fput "
+                    "--size large (default: train it, or take it from the trained-model cache)")
     args = ap.parse_args(argv)
+    if args.child and args.child[0] == "fput-4096":
+        print(json.dumps(fput_child(args.child[2], float(args.child[1]))), flush=True)
+        return 0
+    if args.case == "fput-4096":
+        rows = [_spawn("fput-4096", delta, args.checkpoint, 1200) for _label, delta in FPUT_CASES]  # type: ignore[arg-type]
+        for r in rows:
+            print(json.dumps(r), flush=True)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "matrix-free-fput-4096.json").write_text(json.dumps(rows, indent=1))
+        print("\n".join(fput_markdown(rows, args.checkpoint)))
+        return 0
     if args.child and args.child[2].startswith("power:"):
         print(json.dumps(power_child(args.child[0], int(args.child[1]), float(args.child[2][6:]))), flush=True)
         return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ class DensityTask:
     high: tuple[float, ...]
     description: str = ""
     tags: tuple[str, ...] = field(default=("density",))
+    loss_name: ClassVar[str] = "negative log-likelihood, nats per input"  # what reports call model_loss
 
     def sample(self, n: int, seed: int) -> np.ndarray:
         raise NotImplementedError

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +61,7 @@ class DigitsClassification:
     # chance level is ln 10 = 2.30; a quick size (seconds of CPU) must get below 0.9·ln 10: it learned something;
     # accuracy is not what is verified here, and full sizes train 10× longer
     learned_below: float = 0.9 * math.log(10)
+    loss_name: ClassVar[str] = "cross entropy, nats"  # what reports call `loss`
 
     def dataset(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         return rotated_digits(n, seed)

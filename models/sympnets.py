@@ -90,18 +90,19 @@ class GSympNetFPUT(GSympNet):
     """G-SympNet on the flow map of a Fermi–Pasta–Ulam–Tsingou β chain: 2d = 64 (quick), 256 (full), 4096 (large)."""
 
 
-# The numeric stage builds a full Jacobian per input (one reverse pass per coordinate) and an SVD per defect (‖J‖₂,
-# κ₂(J)): measured on this 2-core CPU at 2d = 256, ~15 ms per input for the Jacobian and 15–25 ms per defect per dtype,
-# and a check of 135 inputs took 40–80 s per claim (on a loaded machine), so the engine's default search (8192 inputs plus the resolution
-# stage, 32 ascent starts, 60 hypothesis examples, each in two dtypes) would take ~30 min per claim. Each size therefore
-# declares the search it can afford (stated in every report: the evidence's input count and the report's options), and
-# the quick size, which every pytest run trains and checks, is the 64-dimensional chain. The matrix-free path
-# (issue 10: jvp/vjp probes, no SVD of full Jacobians) is what lets 256 be the default size and 4096 be checked at all.
+# Search budgets per size. Up to n = 64 the numeric stage builds a full Jacobian per input (vmap(jacrev)) and an SVD per
+# defect, so the quick size (every pytest run) caps its search at 256 inputs. Above n = 64 the Jacobian work is
+# matrix-free (verify/checking/matrix_free.py: Lanczos on jvp/vjp products, or an exact LU of J assembled in row blocks
+# for VolumePreserving), and the engine scales a size's budget down to what fits in Policy.seconds (40 s) per claim from
+# a timed input; a size's Budget is then a cap on that scaling. Measured on this 2-core CPU under load (load average 12,
+# numeric stage per claim): at 2d = 256 with the cap below, Symplectic 129 inputs in 8 s, VolumePreserving 325 in 15 s,
+# Invertible 299 in 5 s; at 2d = 4096 with no cap but the engine's defaults, Symplectic 50 inputs in 22 s (Lanczos),
+# VolumePreserving 4 in 44 s (exact LU of 4096×4096 Jacobians, ~12 s per input in both dtypes), Invertible 150 in 28 s.
 # resolution=0 switches the data-scale resolution stage off: no sample count resolves a ball of 0.1 of the half-width in
 # 64+ dimensions (and c·ρᵈ underflows to 0 beyond ~300, a ZeroDivisionError in search._resolution).
 CHAIN_BUDGET_64 = Budget(n_inputs=256, starts=4, steps=6, population=2, examples=6, chunk=128, resolution=0.0)
-CHAIN_BUDGET_256 = Budget(n_inputs=32, starts=1, steps=2, population=2, examples=2, chunk=32, resolution=0.0)
-CHAIN_BUDGET_4096 = Budget(n_inputs=2, starts=1, steps=1, population=1, examples=0, chunk=1, resolution=0.0)
+CHAIN_BUDGET_256 = Budget(n_inputs=256, starts=4, steps=4, population=2, examples=16, chunk=64, resolution=0.0)
+CHAIN_BUDGET_4096 = Budget(resolution=0.0, chunk=64)  # the engine's defaults: the cost-aware scaling alone decides
 
 architecture(
     "g-sympnet-fput", claims=SYMPLECTIC_FAMILY, task="fput-chain-64", blocks=g_blocks, reference=REFERENCE,
@@ -109,12 +110,14 @@ architecture(
     sizes={
         # quick (every pytest run): the 64-dimensional chain, ~12 s trained and checked on an idle core
         "quick": Size(config={"dim": 64, "layers": 6, "width": 16}, steps=300, lr=1e-2, budget=CHAIN_BUDGET_64),
-        # full (`make reports`): 2d = 256, ~23 s trained and checked on an idle core with its 32-input budget
+        # full (`make reports`): 2d = 256, matrix-free (n > 64), the cap above: ~30 s of numeric stage for 3 claims
         "full": Size(config={"dim": 256, "layers": 6, "width": 16}, steps=1000, lr=5e-3, n_train=2048, task="fput-chain-256",
                      budget=CHAIN_BUDGET_256),
         # run only when named (`verify check g-sympnet-fput --size large`): 2d = 4096 needs the matrix-free path (one
-        # full Jacobian takes 2 s, and the SVDs of one Symplectic defect 207 s, on this CPU)
-        "large": Size(config={"dim": 4096, "layers": 6, "width": 16}, steps=100, lr=1e-2, batch=64, n_train=256,
+        # full Jacobian takes 2 s, and the SVDs of one Symplectic defect 207 s, on this CPU). Width 64 (16 reached only
+        # 13 % of the identity map's held-out MSE at this size, 64 reaches 10 %, 256 6 % at 3× the training time);
+        # trains in ~50 s on one loaded core
+        "large": Size(config={"dim": 4096, "layers": 6, "width": 64}, steps=1000, lr=5e-3, batch=64, n_train=2048,
                       task="fput-chain-4096", budget=CHAIN_BUDGET_4096),
     },
 )(GSympNetFPUT)

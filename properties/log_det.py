@@ -43,10 +43,12 @@ def _perm_sign(order: list[int]) -> int:
     return sign
 
 
-def structured_det(traced: Traced) -> Any:
+def structured_det(traced: Traced, factors: list[tuple[list[int], list[int], Any]] | None = None) -> Any:
     """det J exactly, using the structure flow layers have: rows or columns with a single non-zero entry (triangular and
     permutation factors: coupling, actnorm, the L, U and P factors of a 1×1 convolution, squeezes) are expanded by
-    Laplace, what is left splits into independent square blocks (one per pixel, say), each eliminated over QQ."""
+    Laplace, what is left splits into independent square blocks (one per pixel, say), each eliminated over QQ.
+    `factors`, when given, receives every factor of the product as (output rows, input columns, value): a single
+    entry ∂y_i/∂x_j for a Laplace pivot, a block's determinant otherwise (what a message can point at)."""
     J, one = traced.jacobian, traced.backend.one
     n = len(J)
     rows, cols = list(range(n)), list(range(n))
@@ -61,6 +63,8 @@ def structured_det(traced: Traced) -> Any:
         nonlocal factor, sign
         sign *= -1 if (rows.index(i) + cols.index(j)) % 2 else 1
         factor = factor * J[i][j]
+        if factors is not None:
+            factors.append(([i], [j], J[i][j]))
         rows.remove(i)
         cols.remove(j)
         for j2 in nz_r.pop(i):
@@ -113,7 +117,10 @@ def structured_det(traced: Traced) -> Any:
         ring, flat = to_ring([J[i][j] for i in rs for j in cs], traced.backend.symbols)
         k = len(rs)
         block = DomainMatrix([flat[a * k:(a + 1) * k] for a in range(k)], (k, k), ring.to_domain()).det()
-        factor = factor * (_from_ring(block, traced.backend.symbols) if block else SPoly())
+        value = _from_ring(block, traced.backend.symbols) if block else SPoly()
+        factor = factor * value
+        if factors is not None:
+            factors.append((list(rs), list(cs), value))
     sign *= _perm_sign([rows.index(i) for i in row_order]) * _perm_sign([cols.index(j) for j in col_order])
     return factor * sign
 
@@ -121,24 +128,84 @@ def structured_det(traced: Traced) -> Any:
 def exact_log_abs_det(traced: Traced) -> Any:
     """log|det J| as a polynomial, when det J = ±exp(a₁)···exp(a_k) (flow layers: couplings, scalings, actnorm, LU
     factors, permutations); else Undecidable: a log of another polynomial has no exact form in this algebra."""
-    det = traced.reduce(structured_det(traced))
-    if hasattr(det, "ring") and not isinstance(det, SPoly):  # reduced modulo exp(a)·exp(−a) = 1: back to SPoly
-        det = _from_ring(det, traced.backend.symbols)
-    elif not isinstance(det, SPoly):
-        det = SPoly.const(det) if det else SPoly()
-    backend = traced.backend
-    meaning = getattr(backend, "meaning", {})
-    if len(det.t) == 1:
-        (mono, coeff), = det.t.items()
-        if abs(coeff) == 1 and all(meaning.get(g, ("",))[0] == "exp(@)" for g in mono):
-            total = SPoly()
-            for g in mono:
-                total = total + meaning[g][1]
-            return total
+    factors: list[tuple[list[int], list[int], Any]] = []
+    det = _as_spoly(traced, structured_det(traced, factors))
+    meaning = getattr(traced.backend, "meaning", {})
+    if _exponential_monomial(det, meaning):
+        total = SPoly()
+        for g in next(iter(det.t)):
+            total = total + meaning[g][1]
+        return total
     shown = traced.to_expr(det) if len(det.t) <= 6 else f"a polynomial of {len(det.t)} terms"
     raise Undecidable(f"det J = {shown} is not ± a product of exponentials, so log|det J| has no exact polynomial form "
                       "here and the reported log-determinant cannot be compared with it exactly; the numeric stage "
-                      "decides. Fix: write the layer's scales as exp(·) of its log-scales (as RealNVP and Glow do)")
+                      f"decides. {_culprits(traced, factors, meaning)}")
+
+
+def _as_spoly(traced: Traced, value: Any) -> SPoly:
+    """A determinant (or factor) reduced modulo exp(a)·exp(−a) = 1, as an SPoly."""
+    value = traced.reduce(value)
+    if hasattr(value, "ring") and not isinstance(value, SPoly):
+        return _from_ring(value, traced.backend.symbols)
+    return value if isinstance(value, SPoly) else (SPoly.const(value) if value else SPoly())
+
+
+def _exponential_monomial(value: SPoly, meaning: Any) -> bool:
+    """± exp(a₁)···exp(a_k) (a constant ±1 included): a log|·| with an exact polynomial form."""
+    if len(value.t) != 1:
+        return False
+    (mono, coeff), = value.t.items()
+    return abs(coeff) == 1 and all(meaning.get(g, ("",))[0] == "exp(@)" for g in mono)
+
+
+def _culprits(traced: Traced, factors: list[tuple[list[int], list[int], Any]], meaning: Any, shown: int = 6) -> str:
+    """Which factors of det J are not ± products of exponentials, named by coordinates, and whether they read the
+    coordinates they are derivatives in: a factor ∂y_i/∂x_i (or a block of such) that contains x_i itself comes from
+    y_i = x_i·g(…, x_i, …), the product rule's x_i·∂g/∂x_i: in a coupling, the conditioner of s and t reads the
+    coordinate it moves (the masks overlap). The message then points at those coordinates, not at the scales' form."""
+    fix = "Fix: write the layer's scales as exp(·) of its log-scales (as RealNVP and Glow do)"
+    bad = [(rs, cs, v) for rs, cs, value in factors
+           if not _exponential_monomial(v := _as_spoly(traced, value), meaning)]
+    if not bad:  # every factor is exponential but their product is not (a constant): the general fix
+        return fix
+    gens = {}  # input coordinate j -> the generator index of x_j
+    for j, x in enumerate(traced.inputs):
+        if isinstance(x, SPoly) and len(x.t) == 1:
+            (mono, coeff), = x.t.items()
+            if len(mono) == 1 and coeff == 1:
+                gens[j] = mono[0]
+    parts = [f"∂y_{rs[0]}/∂x_{cs[0]}" if len(rs) == 1 else
+             f"the determinant of outputs {_coords(rs)} × inputs {_coords(cs)}" for rs, cs, _ in bad[:shown]]
+    text = (f"The factor{'s' if len(bad) > 1 else ''} of det J that {'are' if len(bad) > 1 else 'is'} not ± a product "
+            "of exponentials: " + "; ".join(parts) + (f" and {len(bad) - shown} more" if len(bad) > shown else "") + ".")
+    reads = sorted({j for rs, cs, v in bad for j in cs if j in rs and j in gens and _depends(v, gens[j], meaning)})
+    if not reads:
+        return f"{text} {fix}"
+    coords = _coords(reads)
+    return (f"{text} {'They vary' if len(bad) > 1 else 'It varies'} with x_j for j in {coords}: the derivative of y_j in "
+            "x_j depends on x_j, so y_j is not x_j·exp(s) + t with s, t free of x_j. In a coupling layer this means the "
+            f"conditioner of s and t reads coordinates it also moves: the masks overlap at {coords}. Fix (a coupling): "
+            "condition s and t only on the coordinates the layer passes through unchanged (disjoint masks)")
+
+
+def _depends(value: Any, gen: int, meaning: Any, seen: set[int] | None = None) -> bool:
+    """Whether a polynomial involves generator `gen`, directly or inside the argument of an abstract function."""
+    seen = set() if seen is None else seen
+    for mono in getattr(value, "t", {}):
+        for g in mono:
+            if g == gen:
+                return True
+            if g in seen:
+                continue
+            seen.add(g)
+            arg = meaning.get(g, (None, None))[1] if hasattr(meaning, "get") else None
+            if any(_depends(a, gen, meaning, seen) for a in (arg if isinstance(arg, tuple) else (arg,)) if a is not None):
+                return True
+    return False
+
+
+def _coords(idx: list[int], shown: int = 8) -> str:
+    return "[" + ", ".join(map(str, idx[:shown])) + (f", … ({len(idx)} in all)" if len(idx) > shown else "") + "]"
 
 
 BATCH_LIMIT = 1e3  # × eps: rows of a batch that move more than this when other rows join are not separate inputs

@@ -89,6 +89,32 @@ def test_a_block_without_a_reported_log_det_is_undecided_not_proved():
     assert verdict is Verdict.UNDECIDED and "declares no reported log-determinant" in ev.summary
 
 
+@pytest.mark.parametrize("n, a, b, overlap, where", [(2, [0], [1], 1, "[1]"), (4, [0, 1], [2, 3], 2, "[2, 3]"),
+                                                      (4, [0, 1], [2, 3], 1, "[2]")])
+def test_an_overlapping_mask_is_named_by_the_coordinates_that_overlap(n, a, b, overlap, where):
+    """The undecided LogDet of a coupling whose conditioner reads moved coordinates points at the mask, not at exp(·)."""
+    verdict, ev = _verdict(LogDet(), [affine_coupling_block(n, a, b, 4, overlap=overlap)])
+    assert verdict is Verdict.UNDECIDED, ev.summary
+    text = ev.summary
+    assert f"the masks overlap at {where}" in text and "disjoint masks" in text, text
+    assert "write the layer's scales as exp" not in text, text
+
+
+def test_a_non_exponential_scale_that_reads_no_moved_coordinate_keeps_the_general_fix():
+    """A scale free of the coordinate it scales (here a softplus of the other half) is not blamed on the mask."""
+    from verify.derive.symbolic import SymbolicBlock, Undecidable, trace_exact
+    from verify.properties.log_det import exact_log_abs_det
+
+    def fwd(bld, x):
+        return bld.concat(x[0:1], x[1:2] * bld.act("softplus", x[0:1]))
+
+    block = SymbolicBlock("softplus scale (n=2)", 2, fwd, None, "x_1 ← x_1·softplus(x_0)")
+    with pytest.raises(Undecidable) as info:
+        exact_log_abs_det(trace_exact(block))
+    assert "∂y_1/∂x_1" in str(info.value) and "write the layer's scales as exp" in str(info.value)
+    assert "overlap" not in str(info.value)
+
+
 # -- trained flows, 3 seeds ------------------------------------------------------------------------------------------
 
 # Glow (d = 64) is registered by the opt-in module verify.models.flows_glow (95–340 s per architecture on 2 cores: too

@@ -173,7 +173,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         recover(out_root)
         out = out_root / args.name / "checkpoint"
         t = train(arch, args.size, seed=args.seed, device=args.device, progress=not args.quiet, out_dir=out)
-    print(f"trained {args.name} [{args.size}] in {t.seconds:.1f} s on {t.device}: held-out MSE {t.test_loss:.3g}; saved {out}")
+    from verify.declare.registry import get_task
+    from verify.train.loss_names import loss_label
+
+    label = loss_label(get_task(arch.task_for(args.size)))
+    print(f"trained {args.name} [{args.size}] in {t.seconds:.1f} s on {t.device}: held-out "
+          f"{label if label == 'MSE' else 'loss (' + label + ')'} {t.test_loss:.3g}; saved {out}")
     return 0
 
 

@@ -92,7 +92,14 @@ def resolve_layers(subject: Subject, arch: Any, size: str, wants_layers: bool = 
     """Bind the subject's symbolic blocks to its module's layers (before the symbolic stage, which then proves
     exactly the blocks the module's layers are bound to). Records the outcome in subject.notes."""
     from verify.derive import binding
+    from verify.derive.proofs import EXACT_MAX_DIM
 
+    if subject.blocks and all(b.dim > EXACT_MAX_DIM for b in subject.blocks):
+        # no block this size can be proved (prove_block says so at once), and a binding only serves a proof: binding
+        # a 4096-coordinate G-SympNet's layers builds 4·10⁵ symbolic parameters (20 s of a 2-core CPU) for nothing
+        subject.notes["layers_skipped"] = (f"every symbolic block has more than {EXACT_MAX_DIM} coordinates: no proof, "
+                                           "so no binding")
+        return
     try:
         model = module_to_bind(subject, arch, size)
     except Exception as exc:

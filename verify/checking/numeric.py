@@ -488,6 +488,17 @@ def cost_aware_budget(prop: MapProperty, objective: Objective, domain: Domain, b
     record: dict[str, Any] = {"seconds_per_input_model": c, "seconds_per_input_float64": c64,
                               "seconds_limit": S, "default_budget_seconds": default}
     if default <= S:
+        # a small budget fits, but its coordinate-wise shrink of a counterexample (3·n·digits evaluations: one pass
+        # alone is 3·n) can cost far more than the search at large n: at n = 4096 with 0.3 s an input, an hour
+        shrink_pass = 3 * dim * (c64 or c)
+        if budget.shrink and shrink_pass > S:
+            note = (f"cost-aware: one input costs {c:.3g} s ({str(dtype).replace('torch.', '')}) + {c64:.3g} s (float64 "
+                    f"oracle) with the {mf_plan.method} method at n = {dim}; the budget as given fits in {S:g} s "
+                    f"(~{default:.0f} s) but one pass of the coordinate-wise shrink would take ~{shrink_pass:.0f} s: "
+                    "no shrinking (the worst input is reported as found)")
+            record.update(scaled=True, n_inputs=budget.n_inputs, starts=budget.starts, steps=budget.steps,
+                          population=budget.population, examples=budget.examples, note=note)
+            return dataclasses.replace(budget, shrink=False, note=note), record
         record["scaled"] = False
         return budget, record
     steps, population = min(budget.steps, 4), min(budget.population, 2)

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from verify.checking.api import ArchitectureResult, ClaimResult  # noqa: E402
 from verify.evidence import Binding, Failure, Measurement, Proof, Refutation  # noqa: E402
+from verify.train.loss_names import loss_phrase  # noqa: E402
 from verify.files import atomic_path, atomic_write_text, hook, link_or_copy_tree, staged_folder  # noqa: E402
 
 MAX_LATEX = 1500  # a block map longer than this is summarised by its description
@@ -427,7 +428,7 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
     if result.trained is not None:
         t = result.trained
         lines += ["## Training", "", f"{t.steps} Adam steps in {t.seconds:.1f} s on {t.device}, seed {t.seed}; "
-                  f"final training MSE {_fmt(t.history[-1] if t.history else math.nan)}, held-out MSE {_fmt(t.test_loss)}; "
+                  f"{loss_phrase(_task(result), _fmt(t.history[-1] if t.history else math.nan), _fmt(t.test_loss))}; "
                   f"checkpoint `{'checkpoint/' if here else ckpt_ref}`{' (in this folder)' if here else ''}"
                   + ("" if t.origin == "trained" else f"; this run {t.origin}: the steps and seconds are the original "
                                                       "training's") + ".", ""]
@@ -445,6 +446,20 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
         lines += [f"Note: {repro['note']}.", ""]
     lines += ["Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()), ""]
     atomic_write_text(folder / "README.md", "\n".join(lines))
+
+
+def _task(result: ArchitectureResult) -> Any:
+    """The task the result's model trained on (None when unknown): its loss is named after it."""
+    arch = result.architecture
+    if arch is None:
+        return None
+    try:
+        from verify.declare.registry import get_task
+
+        name = arch.task_for(result.size) if result.size in arch.sizes else arch.task
+        return get_task(name) if name else None
+    except Exception:  # noqa: BLE001 - a label is not worth failing a report over: the generic "loss" is used
+        return None
 
 
 def _index_rows(data: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
