@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch
@@ -115,6 +115,8 @@ def momentum_blocks(cfg: Mapping[str, Any]) -> list[SymbolicBlock]:
 @dataclass(frozen=True)
 class OptimizerStates:
     """States (θ, v) that torch.optim.SGD visits on the sine network's loss, and the state its own step() makes of each."""
+
+    loss_name: ClassVar[str] = "MSE against torch.optim.SGD's own step(); the map has nothing to train"
 
     name: str
     hidden: int

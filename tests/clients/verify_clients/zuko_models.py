@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ class TwoMoonsTask:
     A density task: the targets are the inputs (the loss is the flow's negative log-likelihood, not a regression). The
     data box [−1.5, 2.5] × [−1.0, 1.5] holds every point within 4σ of the moons."""
 
+    loss_name: ClassVar[str] = "negative log-likelihood, nats per input"  # what reports call its `loss`
     name: str = "zuko-two-moons"  # not "two-moons": the project's own density tasks may use that name
     noise: float = 0.1
     dim: int = 2
