@@ -26,7 +26,7 @@ from verify.properties import Invertible
 # gives up: density at the data scale (no resolution stage: ρ = 0.1 in 64 dimensions needs ~10⁴⁰ samples anyway); what
 # it keeps: every scale sampled, gradient and smoothed ascent, hypothesis. The controls' bugs are structural (a
 # forgotten permutation, a forgotten factor H·W), present at every input: refuted by the first samples.
-GLOW_BUDGET = Budget(n_inputs=1024, starts=8, steps=6, population=2, examples=8, chunk=256, resolution=0.0)
+GLOW_BUDGET = Budget(n_inputs=512, starts=8, steps=6, population=2, examples=8, chunk=256, resolution=0.0)
 
 
 def _budgeted(sizes: dict[str, Size]) -> dict[str, Size]:

@@ -230,7 +230,8 @@ def check(
                 # one float64 copy, one set of layers per check); a LogDet proof also binds the twins' reported log-dets
                 # to the module's (log_det: its methods): that part is searched per claim, beside the shared one
                 shared = repr((key, None))
-                if shared not in bindings:
+                fresh = shared not in bindings
+                if fresh:
                     bindings[shared] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
                 bind = bindings[shared]
                 log_det = getattr(prop, "binds_log_det", None)
@@ -240,6 +241,9 @@ def check(
                         twin = bind
                         bindings[own] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain,
                                                                                settings, log_det=log_det, twin=twin))
+                        if fresh and bindings[own] is not None:  # the shared search ran for this claim: its time too
+                            bindings[own] = dataclasses.replace(bindings[own],
+                                                                seconds=bindings[own].seconds + twin.seconds)
                     bind = bindings[own]
             num: Evidence | None = None
             if numeric:
