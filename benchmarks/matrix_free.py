@@ -195,6 +195,43 @@ def fput_markdown(rows: list[dict[str, Any]], checkpoint: str) -> list[str]:
     return lines
 
 
+GLOW = "glow-shapes32"  # the registered d = 3072 Glow (models/flows_large.py), trained at its quick size
+
+
+def glow_child(claim: str, stages: str) -> dict[str, Any]:
+    """The registered Glow at d = 3072 (trained at its quick size, from the model cache when it is there), one claim
+    checked by `verify.check` in this fresh process: `stages` = "numeric" (the numeric stage alone, as the other rows)
+    or "all" (symbolic, binding and numeric). Training is timed apart from the check."""
+    import torch
+
+    torch.set_num_threads(1)
+    import verify.models.flows_large  # noqa: F401  (registers glow-shapes32: an opt-in module)
+    from verify import check
+    from verify.train.training import train_cached
+
+    t0 = time.perf_counter()
+    trained = train_cached(GLOW, "quick", seed=0)
+    train_s = time.perf_counter() - t0
+    from verify.declare.registry import get
+
+    prop = next(c for c in get(GLOW).claims if c.name == claim)
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    r = check(GLOW, claims=[prop], model=trained.model, symbolic=stages == "all", rollout_steps=0)
+    seconds = time.perf_counter() - t0
+    res = r.results[0]
+    ev = res.numeric
+    plan = ((getattr(ev, "search", {}) or {}).get("plan", {}) if ev is not None else {}) or {}
+    return {"check": f"{claim} (Glow {GLOW})", "d": 3072, "mode": f"glow-{stages}", "verdict": res.verdict.value,
+            "numeric_verdict": None if ev is None else ev.verdict.value, "n_inputs": getattr(ev, "n_inputs", 0),
+            "method": plan.get("method", "-"), "numeric_seconds": None if ev is None else ev.seconds,
+            "binding_seconds": None if res.binding is None else res.binding.seconds,
+            "symbolic_seconds": None if res.symbolic is None else res.symbolic.seconds,
+            "train_seconds": train_s, "train_origin": getattr(trained, "origin", ""), "seconds": seconds,
+            "peak_mb_above_base": _peak_mb() - base, "summary": "" if ev is None else ev.summary[:300],
+            "errors": r.errors}
+
+
 def _spawn(check: str, d: int, mode: str, timeout: float) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.matrix_free", "--child", check, str(d), mode]
     env = {**os.environ, "VERIFY_THREADS": "1"}
@@ -263,6 +300,9 @@ def section(out: Path) -> str:
     if not path.is_file():
         return ""
     lines = to_markdown(json.loads(path.read_text()))
+    glow = out / "matrix-free-glow.json"
+    if glow.is_file():
+        lines += glow_markdown(json.loads(glow.read_text()))
     power = out / "matrix-free-power.json"
     if power.is_file():
         lines += power_markdown(json.loads(power.read_text()))
@@ -289,6 +329,24 @@ def power_markdown(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def glow_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"The registered Glow at d = 3072 ({GLOW}: 3 levels, 2 steps each, trained at its quick size), each claim "
+             "checked by `verify.check` in a fresh process; `python -m benchmarks.matrix_free --glow numeric` (or "
+             "`--glow all` for the symbolic and binding stages too):", "",
+             "| claim | stages | method | verdict | inputs searched | check s | numeric s | binding s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for x in rows:
+        if "error" in x:
+            lines.append(f"| {x['check']} | {x['mode']} | | error: {x['error']} | | | | | |")
+            continue
+        b = x.get("binding_seconds")
+        lines.append(f"| {x['check']} | {x['mode'][5:]} | {x['method']} | {x['verdict']} | {x['n_inputs']} | "
+                     f"{x['seconds']:.1f} | {x['numeric_seconds'] or 0:.1f} | {'' if b is None else f'{b:.1f}'} | "
+                     f"{x['peak_mb_above_base']:.0f} |")
+    lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="reports")
@@ -300,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(OUT/matrix-free-fput-4096.json)")
     ap.add_argument("--checkpoint", default="", help="with --case fput-4096: the checkpoint folder of g-sympnet-fput "
                     "--size large (default: train it, or take it from the trained-model cache)")
+    ap.add_argument("--glow", choices=("numeric", "all"), help="only the registered d = 3072 Glow (glow-shapes32): each "
+                    "claim checked in a fresh process, the numeric stage alone or every stage (reports/matrix-free-glow.json)")
     args = ap.parse_args(argv)
     if args.child and args.child[0] == "fput-4096":
         print(json.dumps(fput_child(args.child[2], float(args.child[1]))), flush=True)
@@ -312,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "matrix-free-fput-4096.json").write_text(json.dumps(rows, indent=1))
         print("\n".join(fput_markdown(rows, args.checkpoint)))
+        return 0
+    if args.child and args.child[2].startswith("glow-"):
+        print(json.dumps(glow_child(args.child[0], args.child[2][5:])), flush=True)
+        return 0
+    if args.glow:
+        rows = [_spawn(claim, 3072, f"glow-{args.glow}", 1800) for claim in ("Invertible", "LogDet")]
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "matrix-free-glow.json").write_text(json.dumps(rows, indent=1))
+        print("\n".join(glow_markdown(rows)))
         return 0
     if args.child and args.child[2].startswith("power:"):
         print(json.dumps(power_child(args.child[0], int(args.child[1]), float(args.child[2][6:]))), flush=True)

@@ -117,8 +117,8 @@ def test_a_non_exponential_scale_that_reads_no_moved_coordinate_keeps_the_genera
 
 # -- trained flows, 3 seeds ------------------------------------------------------------------------------------------
 
-# Glow (d = 64) is registered by the opt-in module verify.models.flows_glow (95–340 s per architecture on 2 cores: too
-# slow for the default suite); its tests run when that module is loaded as a plugin, and say how when it is not.
+# Glow (d = 64) is registered by the opt-in module verify.models.flows_glow (its docstring: ~160 s per architecture on
+# the loaded 2-core machine, above what the default suite affords); its tests run when that module is loaded as a plugin.
 _GLOW_LOADED = any(a.name == "glow-digits" for a in all_architectures())
 _glow = pytest.mark.skipif(not _GLOW_LOADED, reason="Glow is opt-in: VERIFY_PLUGINS=verify.models.flows_glow pytest "
                                                     "tests/test_flows.py (its layers' proofs run above regardless)")

@@ -18,7 +18,7 @@ from verify.declare.claims import Claim, as_claim
 from verify.derive.proofs import DEFAULT_TIME_LIMIT, block_latex
 from verify.checking.domains import Domain
 from verify.errors import InputError, VerifyError, describe, explain
-from verify.evidence import Evidence, Failure, Note, Verdict, combine
+from verify.evidence import Binding, Evidence, Failure, Note, Verdict, combine
 from verify.declare.registry import Architecture, get, get_task
 from verify.checking.search import Budget
 from verify.declare.subject import Settings, Subject
@@ -226,13 +226,25 @@ def check(
             bind = None
             if sym is not None and sym.verdict is Verdict.PROVED and not prop.binds_itself:
                 key = claim_domain.describe() if claim_domain is not None else None
-                # a LogDet proof also binds the twins' reported log-dets to the module's (log_det: its methods)
+                # the twin's forward and inverse are bound once per domain, whichever claims rest on them (one module,
+                # one float64 copy, one set of layers per check); a LogDet proof also binds the twins' reported log-dets
+                # to the module's (log_det: its methods): that part is searched per claim, beside the shared one
+                shared = repr((key, None))
+                fresh = shared not in bindings
+                if fresh:
+                    bindings[shared] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings))
+                bind = bindings[shared]
                 log_det = getattr(prop, "binds_log_det", None)
-                key = repr((key, log_det))
-                if key not in bindings:
-                    bindings[key] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain, settings,
-                                                                           log_det=log_det))
-                bind = bindings[key]
+                if log_det is not None and isinstance(bind, Binding):
+                    own = repr((key, log_det))
+                    if own not in bindings:
+                        twin = bind
+                        bindings[own] = _guarded("binding", lambda: bind_stage(subject, arch, size, claim_domain,
+                                                                               settings, log_det=log_det, twin=twin))
+                        if fresh and bindings[own] is not None:  # the shared search ran for this claim: its time too
+                            bindings[own] = dataclasses.replace(bindings[own],
+                                                                seconds=bindings[own].seconds + twin.seconds)
+                    bind = bindings[own]
             num: Evidence | None = None
             if numeric:
                 if model is None:

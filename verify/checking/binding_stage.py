@@ -74,18 +74,19 @@ def module_to_bind(subject: Subject, arch: Any, size: str) -> torch.nn.Module:
 
 
 def bind_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings,
-               log_det: tuple[str, str | None] | None = None) -> Binding | None:
+               log_det: tuple[str, str | None] | None = None, twin: Binding | None = None) -> Binding | None:
     """Bind the subject's proved symbolic form to its module; None when there is no form to bind. `log_det` (a LogDet
-    claim's (method, inverse_method)): the twins' reported log-dets are compared with the module's too."""
-    if subject.scheme is not None:
-        return bind_scheme_stage(subject, arch, size, domain, settings)
+    claim's (method, inverse_method)): the twins' reported log-dets are compared with the module's too. `twin`: the
+    forward/inverse binding already searched for this subject's module and this domain (bind_layers_stage)."""
+    if subject.scheme is not None:  # a scheme reports no log-det: its one binding is the shared one
+        return twin if twin is not None else bind_scheme_stage(subject, arch, size, domain, settings)
     layers = subject.notes.get("layers")
     if layers is None:
         return None
     if isinstance(layers, Exception):
         raise layers  # the layers could not be bound: the message says which symbol, and the fix
     return bind_layers_stage(subject.notes["model64"], layers, subject.notes.get("layers_how", ""), domain, settings,
-                             log_det=log_det)
+                             log_det=log_det, twin=twin)
 
 
 def resolve_layers(subject: Subject, arch: Any, size: str, wants_layers: bool = True) -> None:
@@ -154,11 +155,20 @@ def generate_from_code(subject: Subject, model: torch.nn.Module) -> None:
 
 
 def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: Domain | None,
-                      settings: Settings, log_det: tuple[str, str | None] | None = None) -> Binding:
+                      settings: Settings, log_det: tuple[str, str | None] | None = None,
+                      twin: Binding | None = None) -> Binding:
     """Layer twins against the module, forward and (where both have one) inverse, per input against a round-off
-    tolerance that follows each layer's own Jacobian (verify/derive/binding.py, TOLERANCE_FORMULA)."""
+    tolerance that follows each layer's own Jacobian (verify/derive/binding.py, TOLERANCE_FORMULA).
+
+    `log_det`: the twins' reported log-dets against the module's methods too. With `twin` (the forward/inverse binding
+    of the same float64 copy, layers and domain, searched once for every claim of the model that binds it), only the
+    log-det part is searched here and the two are stated side by side (bind_log_dets); without it, one search climbs
+    the larger of the two ratios."""
     from verify.derive import binding
     from verify.checking.numeric import model_device
+
+    if log_det is not None and twin is not None:
+        return bind_log_dets(model64, layers, how, domain, settings, log_det, twin)
 
     sides = [False] + ([True] if not binding._has_inverse(model64, layers) else [])
     parts = [(binding.mismatch_defects(model64, layers, inverse=inv), binding.mismatch_tolerance(model64, layers, inverse=inv))
@@ -205,6 +215,70 @@ def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: 
             ", ".join(m for m, _, _ in reports) + ")"
     return binding_search(ratio, tolerance_at, binding.TOLERANCE_FORMULA, domain, settings,
                           method=how + what, layers=names, locate=locate, device=model_device(model64))
+
+
+def bind_log_dets(model64: torch.nn.Module, layers: list, how: str, domain: Domain | None, settings: Settings,
+                  log_det: tuple[str, str | None], twin: Binding) -> Binding:
+    """The reported log-dets of the twins against the module's methods, searched on their own (their ratio reads no
+    Jacobian: cheap), beside the forward/inverse binding `twin` already searched for the same module and domain. The
+    claim's binding holds only if both do; the evidence states each part, its inputs and its worst ratio."""
+    from verify.derive import binding
+    from verify.checking.numeric import model_device
+
+    start = time.perf_counter()
+    reports = [(m, inv, binding.log_det_parts(model64, layers, m, inverse=inv))
+               for m, inv in ((log_det[0], False), (log_det[1], True)) if m is not None]
+
+    def ratio(x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for _, _, ld in reports:
+            d, t, _, _ = ld(x)
+            out = d / t if out is None else torch.maximum(out, d / t)
+        return out
+
+    def tolerance_at(x: torch.Tensor) -> float:
+        worst = None
+        for _, _, ld in reports:
+            d, t, _, _ = (v[0] for v in ld(x.unsqueeze(0)))
+            if worst is None or float(d / t) > worst[0]:
+                worst = (float(d / t), float(t))
+        return worst[1]
+
+    def locate(x: torch.Tensor) -> str:
+        for method, _, ld in reports:
+            d, t, tw, code = (v[0] for v in ld(x.unsqueeze(0)))
+            if float(d) > float(t):
+                return (f"{method}(x) = {float(code):.8g} but the twins report {float(tw):.8g} (differ by "
+                        f"{float(d):.3g} > {float(t):.3g}: {binding.LOG_DET_TOLERANCE_FORMULA})")
+        return ""
+
+    names = ", ".join(m for m, _, _ in reports)
+    part = binding_search(ratio, tolerance_at, binding.LOG_DET_TOLERANCE_FORMULA, domain, settings,
+                          method=f"the twins' reported log-dets ({names}) against the module's", layers=list(twin.layers),
+                          locate=locate, device=model_device(model64))
+    twin_ratio = twin.max_mismatch / twin.tolerance if twin.tolerance and twin.tolerance > 0 else math.nan
+    part_ratio = part.max_mismatch / part.tolerance if part.tolerance and part.tolerance > 0 else math.nan
+    verdicts = (twin.verdict, part.verdict)
+    verdict = (Verdict.VIOLATED if Verdict.VIOLATED in verdicts else Verdict.ERROR if Verdict.ERROR in verdicts
+               else Verdict.UNDECIDED if Verdict.UNDECIDED in verdicts else Verdict.HOLDS)
+    worse = part if not (twin_ratio >= part_ratio) else twin  # NaN (not computed) counts as the worse part
+    summary = (f"forward and inverse (the binding searched once for this module and domain, shared by every claim that "
+               f"binds it): {twin.summary}; reported log-dets: {part.summary}")
+    method = (f"{twin.method}, searched once for the module and shared; and {part.method}, searched for this claim "
+              f"({part.n_inputs} inputs)")
+    return Binding(stage="binding", verdict=verdict, summary=summary, seconds=time.perf_counter() - start,
+                   method=method, layers=list(twin.layers), n_inputs=twin.n_inputs + part.n_inputs,
+                   max_mismatch=worse.max_mismatch, tolerance=worse.tolerance,
+                   tolerance_formula=f"forward and inverse: {twin.tolerance_formula}; reported log-dets: "
+                                     f"{part.tolerance_formula}",
+                   worst_input=list(worse.worst_input), where=part.where or twin.where,
+                   search={"domain": part.search.get("domain"), "methods": part.search.get("methods"),
+                           "forward_inverse": {"shared": True, "n_inputs": twin.n_inputs, "seconds": twin.seconds,
+                                               "max_mismatch": twin.max_mismatch, "tolerance": twin.tolerance,
+                                               "verdict": twin.verdict.value, "methods": twin.search.get("methods")},
+                           "log_det": {"n_inputs": part.n_inputs, "seconds": part.seconds,
+                                       "max_mismatch": part.max_mismatch, "tolerance": part.tolerance,
+                                       "verdict": part.verdict.value}})
 
 
 def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | None, settings: Settings) -> Binding:
