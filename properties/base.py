@@ -434,15 +434,16 @@ class MapProperty(Property):
 #   carries ~L·eps relative error (coefficient 1: no measured model needed more);
 # * λ·√n: the linear algebra done on J itself, inner products of length n whose error is λ·√n·eps with high probability
 #   (Higham & Mary 2019, probabilistic rounding-error analysis), not the worst case n·eps. JᵀΩJ: λ = 2 (two products);
-#   LU for det J and log|det J|: λ = 5 (the pivots' growth and the sum of n log-pivots, measured: random additive
-#   couplings at n = 64 reach 23·eps at |x| = 1000, 2.9·√n); on the matrix-free symplectic path no product over J's
+#   LU for det J and log|det J|: λ = 8 (the pivots' growth and the sum of n log-pivots, measured: the trained FPUT
+#   chain at 2d = 64 reaches 30·eps in the float64 oracle far from the data, random additive couplings at n = 64
+#   23·eps at |x| = 1000, zuko's spline flow 7.3·eps at n = 2, L = 4); on the matrix-free symplectic path no product over J's
 #   n² entries is formed (Ω only permutes and negates), so there is no √n term;
 # * the defects' normalisations absorb the sizes: ‖J‖₂² (Symplectic), κ₂(J) (det, log|det J|: a backward error η·‖J‖
 #   moves log|det J| by at most ~η·κ₂), 1 + |log|det J|| (a reported sum of layer log-scales).
 # The previous law, 4·(L+n)·eps (a worst-case n·eps per coordinate), sat 50–3000× above what genuine models measure at
 # n ≥ 64: a structural defect below it passed.
 LAMBDA_SYMPLECTIC = 2.0  # JᵀΩJ − Ω from full Jacobians
-LAMBDA_DET = 5.0  # det J and log|det J| by LU (full J, or J assembled in blocks)
+LAMBDA_DET = 8.0  # det J and log|det J| by LU (full J, or J assembled in blocks)
 
 
 def jacobian_tolerance(kind: str, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:

@@ -72,7 +72,7 @@ def _planted(prop: str, n: int, delta: float) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("prop,n,dtype", [("Symplectic", 64, torch.float64), ("Symplectic", 256, torch.float64),
-                                          ("Symplectic", 256, torch.float32), ("VolumePreserving", 64, torch.float32),
+                                          ("Symplectic", 256, torch.float32), ("VolumePreserving", 256, torch.float32),
                                           ("VolumePreserving", 256, torch.float64)])
 def test_a_defect_between_the_new_and_the_old_tolerance_is_refuted(prop: str, n: int, dtype: torch.dtype) -> None:
     p = Symplectic() if prop == "Symplectic" else VolumePreserving()
