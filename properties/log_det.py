@@ -20,7 +20,7 @@ import torch
 from verify.derive.polynomial import SPoly, to_ring
 from verify.derive.symbolic import Traced, Undecidable, _from_ring
 from verify.errors import InputError
-from verify.properties.base import MapProperty, Probe, Tolerance, depth_dim_tolerance, eps
+from verify.properties.base import MapProperty, Probe, Tolerance, eps, jacobian_tolerance
 
 if TYPE_CHECKING:
     from verify.declare.subject import Subject
@@ -363,9 +363,9 @@ class LogDet(MapProperty):
         return "; ".join(parts) + " there"
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
-        # log|det J| by LU: backward-stable, so its absolute error is ~n·eps·κ(J) (the normalisation's κ); the reported
-        # sum of L layer log-scales rounds once per layer and per coordinate, relative to its size (1 + |logdet|)
-        return depth_dim_tolerance(dtype, dim, depth)
+        # log|det J| by LU: backward-stable, so its absolute error is ~(L+√n)·eps·κ(J) (the normalisation's κ); the
+        # reported sum of L layer log-scales rounds once per layer, relative to its size (1 + |logdet|)
+        return jacobian_tolerance(self.jacobian_kind, dtype, dim, depth)
 
     def options(self) -> list[str]:
         extra = [] if self.method == "log_det" else [f"method={self.method!r}"]

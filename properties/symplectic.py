@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from verify.properties.base import Probe, MapProperty, Tolerance, depth_dim_tolerance
+from verify.properties.base import Probe, MapProperty, Tolerance, jacobian_tolerance
 from verify.errors import InputError
 from verify.derive.symbolic import Traced
 
@@ -113,4 +113,4 @@ class Symplectic(MapProperty):
         return r.abs().amax(dim=(-1, -2)) / scale
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
-        return depth_dim_tolerance(dtype, dim, depth)
+        return jacobian_tolerance(self.jacobian_kind, dtype, dim, depth)

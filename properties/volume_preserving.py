@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from sympy.polys.matrices import DomainMatrix
 
-from verify.properties.base import Probe, MapProperty, Tolerance, condition_scale, depth_dim_tolerance
+from verify.properties.base import Probe, MapProperty, Tolerance, condition_scale, jacobian_tolerance
 from verify.derive.polynomial import to_ring
 from verify.derive.symbolic import Traced
 
@@ -107,4 +107,4 @@ class VolumePreserving(MapProperty):
         return [] if self.signed else ["signed=False"]
 
     def tolerance(self, dtype: torch.dtype, dim: int, depth: int) -> Tolerance:
-        return depth_dim_tolerance(dtype, dim, depth)
+        return jacobian_tolerance(self.jacobian_kind, dtype, dim, depth)

@@ -48,15 +48,17 @@ def test_symplectic_family_is_proved_after_training(registered_claim):
 
 
 # A tolerance far above what correct models measure hides real violations. The bound is stated here, next to the
-# error model it checks (properties/base.py: 4·(L+n)·eps), and every genuine map claim is held to it.
+# error models it checks (properties/base.py: (L + λ√n)·eps for the Jacobian identities, measured by
+# benchmarks/error_model.py; properties/invertible.py: 1.5·L·eps), and every genuine map claim is held to it.
 CALIBRATION_BOUND = 30.0
-# Known: the round-off models 4·(L+n)·eps (Symplectic, VolumePreserving) grow linearly in the dimension n, while the
-# defects a genuine model measures grow far slower: on the 64-dimensional FPUT chain the tolerance sits 50–100× above the
-# observed float32 defect (and 280× at 2d = 256), and the Invertible round trip's 1.5·L·eps 38× above it over the size's
-# 256-input budget. The verdicts stand (a looser tolerance can only hide a violation below it; the planted 1e-3 scaling
-# in tests/test_chain.py is refuted), but the error model needs a dimension law measured at scale (issue 10's matrix-free
-# path states per-probe tolerances); until then these are expected failures, listed so they stay visible.
-CALIBRATION_KNOWN_LOOSE = {"g-sympnet-fput", "sgd-momentum"}
+# Known loose, by (architecture, property), with the reason. The Jacobian identities' law no longer needs an entry
+# (g-sympnet-fput's Symplectic and VolumePreserving at 2d = 64 now sit 5–10× above their observed defects). What is
+# left is the Invertible round trip's 1.5·L·eps (properties/invertible.py, not the Jacobian law): on the 64-dimensional
+# FPUT chain it sits 38× above the observed 0.3·eps over the size's 256-input budget; its law has no dimension term to
+# tighten, and halving its constant would leave the small models (0.2–1.1 eps at L = 4–12) without margin.
+CALIBRATION_KNOWN_LOOSE: dict[tuple[str, str], str] = {
+    ("g-sympnet-fput", "Invertible"): "the round trip's 1.5·L·eps is 38× the 0.3·eps a 64-dimensional chain measures",
+}
 
 
 def test_tolerances_are_calibrated_against_what_genuine_models_measure(registered_claim):
@@ -67,9 +69,10 @@ def test_tolerances_are_calibrated_against_what_genuine_models_measure(registere
     ratio = num.search["calibration_ratio"]
     if num.max_defect == 0.0:
         pytest.skip("an exactly zero defect (|R(hλ)| ≤ 1 everywhere, clamped) has no round-off to calibrate against")
-    if ratio > CALIBRATION_BOUND and registered_claim.result.name in CALIBRATION_KNOWN_LOOSE:
-        pytest.xfail(f"known loose error model at high dimension: tolerance {num.tolerance:.3g} is {ratio:.3g}× the "
-                     f"observed float32 defect {num.max_defect:.3g} ({num.tolerance_formula})")
+    known = CALIBRATION_KNOWN_LOOSE.get((registered_claim.result.name, num.property))
+    if ratio > CALIBRATION_BOUND and known:
+        pytest.xfail(f"known loose: {known} (tolerance {num.tolerance:.3g}, {ratio:.3g}× the observed float32 defect; "
+                     f"{num.tolerance_formula})")
     assert 1.0 <= ratio <= CALIBRATION_BOUND, (
         f"tolerance {num.tolerance:.3g} is {ratio:.3g}× the observed float32 defect {num.max_defect:.3g} "
         f"(bound {CALIBRATION_BOUND:g}×): the error model {num.tolerance_formula} is far from reality")

@@ -177,6 +177,13 @@ def kw_epsilon(n: int, k: int, delta: float) -> float:
     return min(root * root, 1.0)
 
 
+def full_jacobians(n: int, pol: Policy | None = None) -> bool:
+    """Whether the numeric stage takes full Jacobians at dimension n under the policy (the round-off law of a
+    property depends on the path: properties/base.py, jacobian_tolerance)."""
+    pol = pol or policy()
+    return pol.method == "full" or (pol.method is None and n <= pol.full_max_dim)
+
+
 def plan(kind: str, n: int, dtype: torch.dtype, device: torch.device, pol: Policy | None = None,
          graph: bool = False) -> Plan:
     """Choose the method for `kind` at dimension n, or raise MemoryRefused with the numbers."""
@@ -184,8 +191,7 @@ def plan(kind: str, n: int, dtype: torch.dtype, device: torch.device, pol: Polic
     item = torch.empty((), dtype=dtype).element_size()
     limit = memory_limit(device, pol)
     forced = pol.method
-    full = forced == "full" or (forced is None and n <= pol.full_max_dim)
-    if full:
+    if full_jacobians(n, pol):
         method = "full"
     elif kind == LOGDET:
         method = "exact" if n <= pol.exact_max_dim else "slq"
