@@ -78,6 +78,10 @@ class MomentumStep(nn.Module):
     def dim(self) -> int:
         return 2 * self.P
 
+    @property
+    def depth(self) -> int:
+        return 1  # one step: one layer
+
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         return sine_loss(theta, self.xs, self.ys, self.hidden)
 

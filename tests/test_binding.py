@@ -24,7 +24,16 @@ from verify.derive.symbolic import Builder, SymbolicBlock, trace_float, trace_to
 ARCHS = [a for a in all_architectures() if a.blocks is not None and a.name in {
     "la-sympnet", "g-sympnet", "g-sympnet-hh", "g-sympnet-fput", "henonnet", "hnn-verlet", "hnn-verlet-hh",
     "resnet-flow", "sympnet-mismatched", "affine-coupling", "coupling-buggy-inverse",
+    "sgd-momentum", "sgd-nesterov", "sgd-momentum-wrong-rate",
 }]
+# maps that implement no inverse: ResNetFlow says it has none; an optimiser step (a Nesterov step has no explicit one)
+NO_INVERSE = {"resnet-flow", "sgd-momentum", "sgd-nesterov", "sgd-momentum-wrong-rate"}
+
+
+def _dim(arch) -> int:
+    """The phase-space dimension of the quick size: its config's `dim`, else the built module's (an optimiser step's
+    2P follows from its network's width)."""
+    return arch.size("quick").config.get("dim") or arch.build("quick").dim
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +65,7 @@ def test_every_registered_architecture_with_blocks_is_covered():
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.name)
 def test_bound_twin_agrees_with_the_module(arch, seed):
     torch.manual_seed(seed)
-    n = arch.size("quick").config["dim"]
+    n = _dim(arch)
     model64, layers = bind(arch.build("quick"), arch.symbolic_blocks("quick"), dim=n)
     x = inputs(n, seed)
     r = mismatch(model64, layers, x)
@@ -68,14 +77,14 @@ def test_bound_twin_agrees_with_the_module(arch, seed):
         d, t = torch.tensor(s["defects"]), torch.tensor(s["tolerances"])
         assert d.shape == (x.shape[0],) and bool((d <= t).all())
         assert s["first_disagreeing"] is None and s["max_defect"] < 1e-13
-    # the inverse is compared wherever the model has one (ResNetFlow says it has none)
-    assert (r["inverse"] is None) == (arch.name == "resnet-flow"), r["inverse_note"]
+    # the inverse is compared wherever the model has one
+    assert (r["inverse"] is None) == (arch.name in NO_INVERSE), r["inverse_note"]
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.name)
 def test_bound_layers_prove_the_declared_blocks(arch):
     """The distinct blocks of the bound layers are the blocks the architecture declares (no more, no fewer)."""
-    n = arch.size("quick").config["dim"]
+    n = _dim(arch)
     layers = layers_of(arch.build("quick").double(), arch.symbolic_blocks("quick"), dim=n)
     assert sorted(b.name for b in blocks_to_prove(layers)) == sorted(b.name for b in arch.symbolic_blocks("quick"))
     assert len(layers) == arch.build("quick").depth
@@ -85,7 +94,7 @@ def test_tolerance_is_calibrated_against_the_observed_mismatch():
     """tolerance / observed at the tightest input stays between 2 and 2000 (printed for the report)."""
     ratios = {}
     for arch in ARCHS:
-        n = arch.size("quick").config["dim"]
+        n = _dim(arch)
         for seed in range(5):
             torch.manual_seed(seed)
             model64, layers = bind(arch.build("quick"), arch.symbolic_blocks("quick"), dim=n)
