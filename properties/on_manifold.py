@@ -445,6 +445,13 @@ class OnManifold(Property):
             allowance = LAMBDA_STORAGE * max(changes) if changes else 0.0
         dt = str(dtype).replace("torch.", "")
         limit64 = tol64.value + allowance
+        # a stored tensor in a coarser dtype (no parametrisation to recompute in float64) is what the optimiser's own
+        # arithmetic in that dtype made (a projection, a retraction: an SVD or a solve in float32), not the rounding of
+        # exact numbers: its float64 reading removes only the QᵀQ product's rounding, and is bounded by the dtype's
+        # tolerance, not by float64's plus the rounding of the stored numbers
+        stored_in_dtype = not loc.params and dtype != torch.float64 and tol.value > limit64
+        if stored_in_dtype:
+            limit64 = tol.value
         structural = r64.value > limit64 or (base is not None and base["off"])
         exceeded = r.value > tol.value
         if structural:
@@ -464,6 +471,11 @@ class OnManifold(Property):
                   f"{tol64.value:.3g} + storage allowance {allowance:.3g}"
                   + (f" ({', '.join(f'{v} {k}' for k, v in coarser.items())} stored numbers, {STORAGE_DRAWS} draws)"
                      if coarser else " (every stored number is float64)"))
+        if stored_in_dtype:
+            oracle = (f"float64 reading of the stored {dt} numbers: defect {_vs(r64.value, limit64)} = the {dt} "
+                      f"tolerance (a stored tensor is what the optimiser's {dt} arithmetic made; float64 removes only "
+                      f"the rounding of QᵀQ; float64 tolerance {tol64.value:.3g} + storage allowance {allowance:.3g} "
+                      f"would bound only the rounding of exact numbers)")
         head = f"{self.tensor} ({source}) on {M.name}: defect {_vs(r.value, tol.value)} (tolerance, {dt})"
         if base is not None and base["off"]:
             head += f"; the stored base B is itself off O(n): {base['text']}"
