@@ -55,9 +55,10 @@ def _draw(recs: list[tuple[str, dict[str, Any]]], folder: Path, save: Callable[[
         d = [max(float(v), FLOOR) if math.isfinite(float(v)) else math.nan for v in r["defect"]]
         ax.semilogy(steps, d, lw=0.8, color="tab:blue", label=f"defect ({r.get('dtype', '?')})")
         d64 = [float(v) for v in r.get("defect_float64", [])]
-        if d64 and any(math.isfinite(v) for v in d64):
-            ax.semilogy(steps, [max(v, FLOOR) if math.isfinite(v) else math.nan for v in d64], lw=0.8,
-                        color="tab:orange", label="float64 recomputed")
+        pts = [(s, max(v, FLOOR)) for s, v in zip(steps, d64) if math.isfinite(v)]  # float64 is on a coarser grid
+        if pts:
+            ax.semilogy([p[0] for p in pts], [p[1] for p in pts], lw=0.8, marker=".", ms=2, color="tab:orange",
+                        label="float64 recomputed")
         ax.semilogy(steps, r["tolerance"], "--", color="tab:red", lw=0.8, label="tolerance")
         nums = drift_numbers(r)
         if nums["left_at"] is not None:
