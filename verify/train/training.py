@@ -263,6 +263,7 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
     start = time.perf_counter()
     if steps:
         opt = spec.make_optimizer(params)
+        _check_optimizer(opt, spec.optimizer, arch.name)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         model.train()
@@ -298,6 +299,21 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
     return trained
+
+
+def _check_optimizer(opt: Any, named: Any, arch_name: str) -> None:
+    """The object Size(optimizer=...) made must be a torch optimiser: step(), zero_grad(), its param_groups (the
+    learning-rate schedule sets their lr) and its per-parameter state (Adam's moments, a Riemannian optimiser's
+    transported momentum); anything else is refused before the first step, with what it lacks."""
+    lacking = [a for a in ("step", "zero_grad", "param_groups", "state") if not hasattr(opt, a)]
+    if lacking or not isinstance(getattr(opt, "param_groups", None), list) or not hasattr(getattr(opt, "state", None), "get"):
+        raise InputError(f"Size(optimizer=...) of {arch_name}", f"{named!r} made a {type(opt).__name__}"
+                         + (f" without {', '.join(lacking)}" if lacking else " whose param_groups/state are not a torch "
+                                                                              "optimiser's"),
+                         "a torch.optim.Optimizer: step(), zero_grad(), param_groups (a list) and state (a mapping "
+                         "per parameter, where momentum methods keep their velocity)",
+                         "name an optimiser class (e.g. 'torch.optim.Adam', 'geoopt.optim.RiemannianAdam'), or make the "
+                         "callable return a torch.optim.Optimizer subclass")
 
 
 def _recorders(arch: Architecture, model: torch.nn.Module, steps: int) -> dict[str, Any]:
