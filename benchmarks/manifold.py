@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -216,14 +217,29 @@ def drift_main(args: argparse.Namespace) -> None:
                   f"left at {r['left_at']}, train {r['train_seconds']:.1f} s, record {r['record_seconds']:.1f} s",
                   flush=True)
     geo = geoopt_drift() if not args.no_geoopt else []
-    md = drift_markdown(runs, geo, "python -m benchmarks.manifold " + " ".join(sys.argv[1:]))
+    command = "python -m benchmarks.manifold " + " ".join(sys.argv[1:])
+    md = drift_markdown(runs, geo, command)
     print(md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"drift": runs, "geoopt": geo}, f, indent=1)
+            json.dump({"command": command, "drift": runs, "geoopt": geo}, f, indent=1)
+
+
+DRIFT_JSON = "manifold_drift.json"
+
+
+def section(out: Path) -> str:
+    """The saved drift section for reports/benchmarks.md (empty when `--drift --json OUT/manifold_drift.json` has not
+    been run): the run takes ~10 minutes on one thread, so `verify bench` folds in the saved numbers."""
+    path = Path(out) / DRIFT_JSON
+    if not path.is_file():
+        return ""
+    r = json.loads(path.read_text())
+    return "### OnManifold: orthogonality drift along training\n\n" + drift_markdown(
+        r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}"))
 
 
 def main() -> None:
