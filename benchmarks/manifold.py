@@ -226,9 +226,34 @@ def drift_main(args: argparse.Namespace) -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": command, "drift": runs, "geoopt": geo}, f, indent=1)
+        drift_figure(runs, Path(args.json).with_suffix(".png"))
 
 
 DRIFT_JSON = "manifold_drift.json"
+
+
+def drift_figure(runs: list[dict], path: Path) -> None:
+    """log10 ‖QᵀQ − I‖₂ against the Adam step, one line per map, a panel per dtype, each run's last tolerance dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dtypes = sorted({r["dtype"] for r in runs}, reverse=True)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.5 * len(dtypes), 3.6), squeeze=False)
+    for ax, dt in zip(axes[0], dtypes):
+        for r, colour in zip([r for r in runs if r["dtype"] == dt], ("tab:blue", "tab:orange", "tab:green")):
+            rec = r["record"]
+            pts = [(s, d) for s, d in zip(rec["step"], rec["defect"]) if d > 0]
+            ax.semilogy([p[0] for p in pts], [p[1] for p in pts], color=colour, lw=0.9, label=r["map"])
+            ax.semilogy(rec["step"], rec["tolerance"], "--", color=colour, lw=0.6)
+        ax.set_title(f"{runs[0]['n']}×{runs[0]['n']} orthogonal layer, Adam, {dt} (dashed: tolerance)", fontsize=8)
+        ax.set_xlabel("Adam step")
+        ax.set_ylabel("‖QᵀQ − I‖₂")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def section(out: Path) -> str:
@@ -238,8 +263,10 @@ def section(out: Path) -> str:
     if not path.is_file():
         return ""
     r = json.loads(path.read_text())
+    fig = path.with_suffix(".png")
     return "### OnManifold: orthogonality drift along training\n\n" + drift_markdown(
-        r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}"))
+        r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}")) + (
+        f"\n![drift]({fig.name})\n" if fig.is_file() else "")
 
 
 def main() -> None:
