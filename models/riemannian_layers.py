@@ -117,7 +117,7 @@ for _opt, _lr, _stab in (("RiemannianSGD", 0.1, 1), ("RiemannianAdam", 2e-2, Non
                      reference=_REF.format(opt=_how))(_cls)
 
 
-@architecture("geoopt-stiefel-euclidean-sgd", task=TASK, sizes=_sizes("torch.optim.SGD", 2e-2),
+@architecture("geoopt-stiefel-euclidean-sgd", task=TASK, sizes=_sizes("torch.optim.SGD", 0.1),
               reference="geoopt.ManifoldParameter on geoopt.Stiefel() trained by torch.optim.SGD (Euclidean)",
               claims=_every_iterate(
                   "torch.optim.SGD takes the Euclidean step W − η∇L(W): no projection of the gradient onto the "

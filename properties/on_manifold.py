@@ -685,8 +685,13 @@ def judge_iterates(prop: "OnManifold", m: "ManifoldMeasurement", record: Mapping
                f"{record.get('dtype')}), float64 {d64[i]:.3g} ({cls}: "
                f"{'the float64 value is off M too' if structural else 'the float64 value is on M'}); "
                f"{len(over)} of {len(steps)} iterates off M; {nums['text']}")
+    # the counterexample of a claim about iterates is an iterate: the optimiser step of the worst one (largest
+    # defect/tolerance), in the record's dtype; where the tensor first left M is `left_at` in search["drift"]
+    search.update(counterexample_dtype=record.get("dtype", m.dtype),
+                  counterexample_kind=f"[optimiser step] of the worst iterate (first off M: step {steps[i]})")
     return dataclasses.replace(m, verdict=Verdict.VIOLATED, summary=summary, classification=cls, search=search,
                                max_defect=d[k], tolerance=tol[k], max_defect_float64=d64[k],
+                               counterexample=[float(steps[k])], counterexample_defect=d[k],
                                seconds=time.perf_counter() - start)
 
 

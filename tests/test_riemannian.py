@@ -117,6 +117,9 @@ def test_euclidean_sgd_on_a_stiefel_weight_is_refuted_with_the_step_where_it_lef
     (res,) = r.results
     assert res.verdict is Verdict.VIOLATED and res.as_expected
     assert res.numeric.search["drift"]["left_at"] == 1 and "left St(16, 8) at step 1" in res.numeric.summary
+    worst = int(res.numeric.counterexample[0])  # the counterexample is the step of the worst iterate
+    rec = r.trained.records[res.claim.name]
+    assert res.numeric.counterexample_defect == rec["defect"][worst] > rec["tolerance"][worst]
 
 
 @needs_geoopt
