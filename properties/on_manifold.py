@@ -642,7 +642,9 @@ def judge_iterates(prop: "OnManifold", m: "ManifoldMeasurement", record: Mapping
 
     if record is None:
         return error("no drift record: the claim is about every optimiser iterate, and this model came without the "
-                     "record of its training (a module passed as model=..., or a checkpoint saved without 'records')",
+                     "record of its training (a module passed as model=..., a checkpoint saved without 'records', or "
+                     "a claim passed to check() that is not among the architecture's declared claims: the trainer "
+                     "records the declared ones)",
                      "a model trained by the verifier, whose trainer records the tensor's defect at every step",
                      "let check() train the architecture (or `verify train NAME` to write a checkpoint with the record)")
     if record.get("error"):
