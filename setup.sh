@@ -29,5 +29,9 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ] || [ set
     .venv/bin/python -c "import $lib" >/dev/null 2>&1 \
       || echo "setup: $lib does not import; tests/test_clients.py skips what needs it (the skip says how to install it)"
   done
+  # geoopt 0.5.0 imports two helpers from a module scipy emptied; the models import it through geoopt_module(), which
+  # points those names where scipy moved them
+  .venv/bin/python -c "from verify.models.riemannian_layers import geoopt_module; geoopt_module()" >/dev/null 2>&1 \
+    || echo "setup: geoopt does not import (pip install --no-deps geoopt==0.5.0); the geoopt-stiefel-* models need it"
   touch .venv/.installed
 fi

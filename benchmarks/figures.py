@@ -289,11 +289,13 @@ def main(out: Path, quick: bool = False) -> int:
     name = "benchmarks-quick" if quick else "benchmarks"
     atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
     # the matrix-free figures take minutes (python -m benchmarks.matrix_free): their saved section is folded in
+    from benchmarks import manifold as bench_manifold
     from benchmarks import matrix_free as bench_matrix_free
     from benchmarks import optimizers as bench_optimizers
 
     text = to_markdown(r)
-    for extra in (bench_matrix_free.section(out), bench_optimizers.section(out)):  # saved sections, minutes each
+    for extra in (bench_matrix_free.section(out), bench_optimizers.section(out),  # saved sections, minutes each
+                  bench_manifold.section(out)):
         if extra:
             text += "\n\n" + extra
     atomic_write_text(out / f"{name}.md", text)

@@ -20,6 +20,7 @@ binding stage) is not involved; the property carries its own binding in its proo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -178,7 +179,12 @@ class ManifoldMeasurement(Measurement):
                 "| part | model dtype | float64 copy |", "|---|---|---|"]
         for k in self.parts:
             rows.append(f"| {k} | {self.parts[k]:.6g} | {self.parts_float64.get(k, math.nan):.6g} |")
-        return rows + ["", f"Float64 allowance for the stored numbers' precision: {self.storage_allowance:.3g}.", ""]
+        rows += ["", f"Float64 allowance for the stored numbers' precision: {self.storage_allowance:.3g}.", ""]
+        drift = self.search.get("drift") if isinstance(self.search, Mapping) else None
+        if drift:
+            rows += [f"Along training (every {drift['every']} step(s), {drift['points']} iterates recorded): "
+                     f"{drift['text']}. Figure: drift.png.", ""]
+        return rows
 
 
 @dataclass(frozen=True, init=False)
@@ -187,6 +193,8 @@ class OnManifold(Property):
 
     manifold: Manifold | None = None
     tensor: str = "weight"
+    every_iterate: bool = False  # the claim is about every optimiser iterate, not only the trained tensor
+    record_every: int | None = None  # K of the drift record (None: every iterate for every_iterate, else ~100 points)
 
     name: ClassVar[str] = "OnManifold"
     binds_itself: ClassVar[bool] = True  # the proof's bound_by: the float64 twin against the module's own output
@@ -195,19 +203,34 @@ class OnManifold(Property):
     defect_text: ClassVar[str] = (r"\|Q^\top Q - I\|_2\ (\text{and } \max(0, -\det Q) \text{ for } SO(n));\ "
                                   r"|\|x\|_2 - 1|;\ \max(\|S - S^\top\|_{\max}, \max(0, -\lambda_{\min}))/\|S\|_2")
 
-    def __init__(self, manifold: Manifold, tensor: str = "weight", *, within: float | None = None) -> None:
+    def __init__(self, manifold: Manifold, tensor: str = "weight", *, within: float | None = None,
+                 every_iterate: bool = False, record_every: int | None = None) -> None:
         M = parse(manifold)
         ok = isinstance(tensor, str) and tensor and all(p.isidentifier() or p.isdigit() for p in tensor.split("."))
         if not ok:
             raise InputError("OnManifold(tensor=...)", tensor, "an attribute path such as 'weight' or 'linear.weight'",
                              "name the tensor by the path you would write after `model.`")
+        if not isinstance(every_iterate, bool):
+            raise InputError("OnManifold(every_iterate=...)", every_iterate, "True or False",
+                             "write every_iterate=True to claim that every optimiser iterate lies on M")
+        if record_every is not None and not (isinstance(record_every, int) and not isinstance(record_every, bool)
+                                             and record_every >= 1):
+            raise InputError("OnManifold(record_every=...)", record_every, "a whole number ≥ 1 (record every K steps)",
+                             "write record_every=10, or leave it out (every iterate for every_iterate=True, else ~100 "
+                             "points over the training)")
+        if every_iterate and record_every not in (None, 1):
+            raise InputError("OnManifold(every_iterate=True, record_every=...)", record_every,
+                             "1 (a claim about every iterate is judged on every iterate)",
+                             "leave record_every out, or claim every_iterate=False and read the drift record as data")
         object.__setattr__(self, "manifold", M)
         object.__setattr__(self, "tensor", tensor)
+        object.__setattr__(self, "every_iterate", every_iterate)
+        object.__setattr__(self, "record_every", record_every)
         object.__setattr__(self, "dim", None)
         object.__setattr__(self, "where", None)
         object.__setattr__(self, "within", within)
         # one claim per (manifold, tensor): an architecture may claim O(n) of one tensor and SO(n) of it falsely
-        object.__setattr__(self, "name", f"OnManifold({M.name}, {tensor})")
+        object.__setattr__(self, "name", f"OnManifold({M.name}, {tensor}{', every iterate' if every_iterate else ''})")
         self.__post_init__()
 
     def __str__(self) -> str:
@@ -346,7 +369,53 @@ class OnManifold(Property):
     def _numeric(self, subject: Any, settings: Any, start: float) -> Any:
         if subject.model is None:
             raise InputError("model", None, "a trained module", "pass model=... or let check() train it")
-        return self._measure(subject.model, settings.seed, start)
+        m = self._measure(subject.model, settings.seed, start)
+        record = (getattr(subject, "training_records", None) or {}).get(self.name)
+        if self.every_iterate:
+            return judge_iterates(self, m, record, start)
+        if record is not None and not record.get("error"):
+            # a claim about the trained tensor: the record informs (where it left M, how fast it drifts), the verdict
+            # is the trained tensor's
+            nums = drift_numbers(record)
+            return dataclasses.replace(m, summary=f"{m.summary}; along training (data, not the verdict): "
+                                                  f"{nums['text']}", search={**m.search, "drift": nums})
+        return m
+
+    def _tolerances(self, loc: Located, dtype: torch.dtype) -> tuple[Any, Any, str, float, str, Any, dict[str, Any] | None]:
+        """(tolerance in the dtype, in float64, the tensor's source, map units, their words, the recognised form, the
+        stored base's judgement) for the tensor `loc` as it is now (the exponential's units grow with ‖A‖₂)."""
+        from verify.derive import parametrisations as pz
+
+        M = self.manifold
+        found = pz.recognise(loc.params[0], loc.raw) if len(loc.params) == 1 and loc.raw is not None else None
+        n = M.size
+        if found is not None:
+            units, utext = found.map_units(n)
+            source = found.source
+        else:
+            units, utext = math.sqrt(n), "√n: stored numbers rounded to the dtype (no parametrisation of a known form)"
+            source = "stored tensor" if not loc.params else f"parametrisation {type(loc.params[0]).__name__} (form unknown)"
+        tol = M.tolerance(dtype, units, utext)
+        tol64 = M.tolerance(torch.float64, units, utext)
+        base = _base_judgement(found)
+        if base is not None and not base["off"]:
+            # Q = B·g(X): QᵀQ − I = gᵀ(BᵀB − I)g + (gᵀg − I), so the stored base's own defect d(B) (within its
+            # tolerance) adds to what Q may show, in every dtype: ‖QᵀQ − I‖ ≤ d(B)(1 + tol) + d(g)
+            add = base["defect64"] * (1 + tol.value)
+            tol = type(tol)(tol.value + add, f"{tol.formula} + d(B) = {add:.3g} (the stored base B, {base['text']})")
+            add64 = base["defect64"] * (1 + tol64.value)
+            tol64 = type(tol64)(tol64.value + add64, f"{tol64.formula} + d(B) = {add64:.3g} (the stored base B)")
+        if self.within is not None:
+            tol = tol64 = type(tol)(float(self.within), f"stated by the claim: within={self.within:g} (round-off alone "
+                                                          f"would allow {tol.value:.3g}: {tol.formula})")
+        return tol, tol64, source, units, utext, found, base
+
+    # -- along training: the drift record ---------------------------------------------------------------------------
+    def training_recorder(self, model: torch.nn.Module, steps: int) -> "DriftRecorder":
+        """The hook the trainer calls once per claim before the first step: a recorder of this tensor's defect at step
+        0 and every K optimiser steps (and after the last), kept with the trained model (its checkpoint record)."""
+        every = 1 if self.every_iterate else (self.record_every or max(1, steps // 100))
+        return DriftRecorder(self, every=every, steps_planned=int(steps), every64=max(every, steps // 100, 1))
 
     def _measure(self, model: torch.nn.Module, seed: int, start: float) -> "ManifoldMeasurement":
         from verify.derive import parametrisations as pz
@@ -359,27 +428,7 @@ class OnManifold(Property):
             M.validate(tuple(T.shape), self.tensor)
             _finite(T, self.tensor, str(T.dtype).replace("torch.", ""))
             dtype = T.dtype
-            found = pz.recognise(loc.params[0], loc.raw) if len(loc.params) == 1 and loc.raw is not None else None
-            n = M.size
-            if found is not None:
-                units, utext = found.map_units(n)
-                source = found.source
-            else:
-                units, utext = math.sqrt(n), "√n: stored numbers rounded to the dtype (no parametrisation of a known form)"
-                source = "stored tensor" if not loc.params else f"parametrisation {type(loc.params[0]).__name__} (form unknown)"
-            tol = M.tolerance(dtype, units, utext)
-            tol64 = M.tolerance(torch.float64, units, utext)
-            base = _base_judgement(found)
-            if base is not None and not base["off"]:
-                # Q = B·g(X): QᵀQ − I = gᵀ(BᵀB − I)g + (gᵀg − I), so the stored base's own defect d(B) (within its
-                # tolerance) adds to what Q may show, in every dtype: ‖QᵀQ − I‖ ≤ d(B)(1 + tol) + d(g)
-                add = base["defect64"] * (1 + tol.value)
-                tol = type(tol)(tol.value + add, f"{tol.formula} + d(B) = {add:.3g} (the stored base B, {base['text']})")
-                add64 = base["defect64"] * (1 + tol64.value)
-                tol64 = type(tol64)(tol64.value + add64, f"{tol64.formula} + d(B) = {add64:.3g} (the stored base B)")
-            if self.within is not None:
-                tol = tol64 = type(tol)(float(self.within), f"stated by the claim: within={self.within:g} (round-off alone "
-                                                              f"would allow {tol.value:.3g}: {tol.formula})")
+            tol, tol64, source, units, utext, found, base = self._tolerances(loc, dtype)
             r = M.reading(T)
             m64 = float64_copy(model)
             T64 = locate(m64, self.tensor).value
@@ -396,6 +445,13 @@ class OnManifold(Property):
             allowance = LAMBDA_STORAGE * max(changes) if changes else 0.0
         dt = str(dtype).replace("torch.", "")
         limit64 = tol64.value + allowance
+        # a stored tensor in a coarser dtype (no parametrisation to recompute in float64) is what the optimiser's own
+        # arithmetic in that dtype made (a projection, a retraction: an SVD or a solve in float32), not the rounding of
+        # exact numbers: its float64 reading removes only the QᵀQ product's rounding, and is bounded by the dtype's
+        # tolerance, not by float64's plus the rounding of the stored numbers
+        stored_in_dtype = not loc.params and dtype != torch.float64 and tol.value > limit64
+        if stored_in_dtype:
+            limit64 = tol.value
         structural = r64.value > limit64 or (base is not None and base["off"])
         exceeded = r.value > tol.value
         if structural:
@@ -415,6 +471,11 @@ class OnManifold(Property):
                   f"{tol64.value:.3g} + storage allowance {allowance:.3g}"
                   + (f" ({', '.join(f'{v} {k}' for k, v in coarser.items())} stored numbers, {STORAGE_DRAWS} draws)"
                      if coarser else " (every stored number is float64)"))
+        if stored_in_dtype:
+            oracle = (f"float64 reading of the stored {dt} numbers: defect {_vs(r64.value, limit64)} = the {dt} "
+                      f"tolerance (a stored tensor is what the optimiser's {dt} arithmetic made; float64 removes only "
+                      f"the rounding of QᵀQ; float64 tolerance {tol64.value:.3g} + storage allowance {allowance:.3g} "
+                      f"would bound only the rounding of exact numbers)")
         head = f"{self.tensor} ({source}) on {M.name}: defect {_vs(r.value, tol.value)} (tolerance, {dt})"
         if base is not None and base["off"]:
             head += f"; the stored base B is itself off O(n): {base['text']}"
@@ -445,4 +506,195 @@ class OnManifold(Property):
             storage_allowance=allowance)
 
 
-__all__ = ["OnManifold", "ManifoldMeasurement", "locate", "available_tensors", "Stiefel", "SO", "Sphere", "SPD"]
+# --------------------------------------------------------------------------- along training
+FLOAT64_MEANING = {
+    "twin": "recomputed in float64 from the raw parameter by the independent twin (verify.derive.parametrisations.twin)",
+    "stored": "the stored numbers read exactly in float64 (only the product QᵀQ's rounding is removed)",
+    "none": "not meaningful: a parametrisation whose form is unknown has no float64 twin",
+}
+
+
+@dataclass
+class DriftRecorder:
+    """The defect of one claimed tensor at step 0 and every `every` optimiser steps, as the trainer calls `record`.
+
+    Per recorded iterate: the defect in the model's dtype, the float64 defect (FLOAT64_MEANING; NaN between the points
+    of its ~100-step grid, except at an iterate off M, where it classifies the violation), and the tolerance of
+    that iterate (the exponential's allowance grows with ‖A‖₂, so it is recomputed). A recorder never raises into the
+    trainer: a failure is kept as `error` and the claim's numeric stage reports it (`error`, never `holds`)."""
+
+    prop: "OnManifold"
+    every: int
+    steps_planned: int
+    every64: int = 1  # the float64 value every `every64` steps (and at every iterate off M)
+    step: list[int] = field(default_factory=list)
+    defect: list[float] = field(default_factory=list)
+    defect_float64: list[float] = field(default_factory=list)
+    tolerance: list[float] = field(default_factory=list)
+    dtype: str = ""
+    source: str = ""
+    float64_meaning: str = "none"
+    seconds: float = 0.0
+    error: str | None = None
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.steps_planned
+
+    def record(self, step: int, model: torch.nn.Module) -> None:
+        if self.error is not None:
+            return
+        t0 = time.perf_counter()
+        M = self.prop.manifold
+        try:
+            with torch.no_grad():
+                loc = locate(model, self.prop.tensor)
+                T = loc.value
+                M.validate(tuple(T.shape), self.prop.tensor)
+                tol, _, source, _, _, found, _ = self.prop._tolerances(loc, T.dtype)
+                if not bool(torch.isfinite(T).all()):
+                    d = d64 = math.inf  # not on M, and not measurable: judged `error` (judge_iterates)
+                else:
+                    d = M.reading(T).value
+                    # the float64 value (an expm or solve in float64: 20× the cost of the step's own reading at n = 32)
+                    # on a grid of ~100 steps, and wherever the dtype's defect exceeds its tolerance (it classifies that)
+                    wanted = step % self.every64 == 0 or step == self.steps_planned or d > tol.value
+                    if not wanted:
+                        d64 = math.nan
+                    elif found is not None:
+                        from verify.derive.parametrisations import twin
+
+                        d64, self.float64_meaning = M.reading(twin(found)).value, "twin"
+                    elif not loc.params:
+                        d64, self.float64_meaning = M.reading(T.detach().to(torch.float64)).value, "stored"
+                    else:
+                        d64 = math.nan
+            self.step.append(int(step))
+            self.defect.append(float(d))
+            self.defect_float64.append(float(d64))
+            self.tolerance.append(float(tol.value))
+            self.dtype, self.source = str(T.dtype).replace("torch.", ""), source
+        except Exception as exc:  # noqa: BLE001 - kept for the claim's verdict (error), training goes on
+            self.error = f"at step {step}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.seconds += time.perf_counter() - t0
+
+    def result(self) -> dict[str, Any]:
+        """JSON-ready: what the checkpoint record keeps and the claim's numeric stage judges."""
+        return {"kind": "on_manifold_drift", "claim": self.prop.name, "tensor": self.prop.tensor,
+                "manifold": self.prop.manifold.name, "every": self.every, "steps_planned": self.steps_planned,
+                "every_iterate": self.prop.every_iterate, "every_float64": self.every64, "dtype": self.dtype, "source": self.source,
+                "float64_meaning": FLOAT64_MEANING[self.float64_meaning], "step": self.step, "defect": self.defect,
+                "defect_float64": self.defect_float64, "tolerance": self.tolerance, "seconds": self.seconds,
+                "error": self.error}
+
+
+def drift_numbers(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the tensor left M (the first recorded step whose defect exceeds that step's tolerance) and how fast it
+    drifts: the least-squares slope of log10(defect) against the step, in decades per 1000 steps, over the iterates
+    whose defect is not exactly 0 (an exactly orthogonal start has no logarithm)."""
+    steps = [int(s) for s in record.get("step", [])]
+    d = [float(v) for v in record.get("defect", [])]
+    tol = [float(v) for v in record.get("tolerance", [])]
+    out: dict[str, Any] = {"every": record.get("every"), "points": len(steps), "left_at": None, "slope": math.nan,
+                           "first": math.nan, "last": math.nan, "max": math.nan, "max_step": None, "worst_ratio": math.nan,
+                           "worst_step": None}
+    if not steps:
+        out["text"] = "no iterate recorded"
+        return out
+    finite = [i for i, v in enumerate(d) if math.isfinite(v)]
+    over = [i for i in range(len(d)) if not (d[i] <= tol[i])]  # a NaN or inf defect counts as off M
+    out["left_at"] = steps[over[0]] if over else None
+    out["first"], out["last"] = d[0], d[-1]
+    if finite:
+        j = max(finite, key=lambda i: d[i])
+        out["max"], out["max_step"] = d[j], steps[j]
+        k = max(finite, key=lambda i: d[i] / tol[i] if tol[i] > 0 else math.inf)
+        out["worst_ratio"], out["worst_step"] = d[k] / tol[k] if tol[k] > 0 else math.inf, steps[k]
+    positive = [i for i in finite if d[i] > 0]  # an exactly orthogonal start (defect 0) has no logarithm: left out
+    if len(positive) >= 2:
+        xs = [steps[i] for i in positive]
+        ys = [math.log10(d[i]) for i in positive]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        sxx = sum((x - mx) ** 2 for x in xs)
+        out["slope"] = 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else math.nan
+    where = (f"left M at step {out['left_at']} (defect {d[steps.index(out['left_at'])]:.3g} > tolerance "
+             f"{tol[steps.index(out['left_at'])]:.3g})" if out["left_at"] is not None
+             else f"every recorded iterate within its tolerance (worst defect/tolerance {out['worst_ratio']:.3g} at step "
+                  f"{out['worst_step']})")
+    out["text"] = (f"defect {out['first']:.3g} at step {steps[0]} → {out['last']:.3g} at step {steps[-1]} (max "
+                   f"{out['max']:.3g} at step {out['max_step']}), log10 slope {out['slope']:.3g} decades per 1000 steps; "
+                   f"{where}")
+    return out
+
+
+def judge_iterates(prop: "OnManifold", m: "ManifoldMeasurement", record: Mapping[str, Any] | None,
+                   start: float) -> Any:
+    """The verdict of a claim about every optimiser iterate (OnManifold(..., every_iterate=True)).
+
+    Rule: `holds` only if the drift record is present and complete (steps 0, 1, …, N: every iterate the trainer made),
+    every recorded defect is finite and within that iterate's tolerance, and the trained tensor's own measurement holds.
+    `violated` if some iterate's defect exceeds its tolerance (the first such step is where it left M; structural when the
+    float64 value of that iterate is beyond the tolerance as well, round-off when only the dtype's value is), or the
+    trained tensor is violated. `error` if the record is missing (a module passed as model=..., a checkpoint saved without
+    it), the recorder failed, the record has gaps, or an iterate is not finite. Never `holds` without the record."""
+    def error(summary: str, expected: str, fix: str) -> Failure:
+        return Failure(stage="numeric", verdict=Verdict.ERROR, seconds=time.perf_counter() - start,
+                       summary=f"{prop.name}: {summary}", expected=expected, fix=fix)
+
+    if record is None:
+        return error("no drift record: the claim is about every optimiser iterate, and this model came without the "
+                     "record of its training (a module passed as model=..., a checkpoint saved without 'records', or "
+                     "a claim passed to check() that is not among the architecture's declared claims: the trainer "
+                     "records the declared ones)",
+                     "a model trained by the verifier, whose trainer records the tensor's defect at every step",
+                     "let check() train the architecture (or `verify train NAME` to write a checkpoint with the record)")
+    if record.get("error"):
+        return error(f"the drift recorder failed {record['error']}", "a tensor the recorder can read at every step",
+                     "fix the tensor name or shape the message names")
+    steps = [int(s) for s in record.get("step", [])]
+    planned = int(record.get("steps_planned", -1))
+    if planned < 1 or steps != list(range(planned + 1)):
+        gaps = sorted(set(range(max(planned, 0) + 1)) - set(steps))
+        return error(f"the drift record is incomplete: {len(steps)} iterates recorded of the {planned + 1} the training "
+                     f"made (missing steps {gaps[:5]}{' …' if len(gaps) > 5 else ''})",
+                     "steps 0, 1, …, N: every iterate", "retrain (the record is written by the trainer at every step)")
+    d = [float(v) for v in record["defect"]]
+    d64 = [float(v) for v in record["defect_float64"]]
+    tol = [float(v) for v in record["tolerance"]]
+    bad = [i for i, v in enumerate(d) if not math.isfinite(v)]
+    if bad:
+        return error(f"iterate {steps[bad[0]]} is not finite (NaN or inf entries): its defect cannot be measured",
+                     "finite iterates", "lower the learning rate; find where training diverged")
+    nums = drift_numbers(record)
+    search = {**m.search, "drift": nums, "iterate_rule": "every recorded iterate (steps 0..N) within its tolerance, "
+                                                         "and the trained tensor's measurement holds"}
+    over = [i for i in range(len(d)) if d[i] > tol[i]]
+    if not over:
+        summary = (f"every one of the {len(steps)} iterates (steps 0..{planned}) lies on {prop.manifold.name} within its "
+                   f"tolerance: {nums['text']}; trained tensor: {m.summary}" if m.verdict is Verdict.HOLDS else
+                   f"the {len(steps)} recorded iterates are within their tolerances ({nums['text']}), but the trained "
+                   f"tensor's measurement is not: {m.summary}")
+        k = max(range(len(d)), key=lambda j: d[j] / tol[j] if tol[j] > 0 else math.inf)
+        worst = {}
+        if tol[k] > 0 and m.tolerance > 0 and d[k] / tol[k] > m.max_defect / m.tolerance:
+            # the claim is about every iterate: its headline numbers are the worst iterate's (defect / tolerance)
+            worst = {"max_defect": d[k], "tolerance": tol[k]}
+        return dataclasses.replace(m, summary=summary, search=search, seconds=time.perf_counter() - start, **worst)
+    i = over[0]
+    structural = math.isfinite(d64[i]) and d64[i] > tol[i]
+    cls = "structural" if structural else "round-off"
+    k = max(range(len(d)), key=lambda j: d[j] / tol[j] if tol[j] > 0 else math.inf)
+    summary = (f"{prop.tensor} left {prop.manifold.name} at step {steps[i]}: defect {_vs(d[i], tol[i])} (tolerance, "
+               f"{record.get('dtype')}), float64 {d64[i]:.3g} ({cls}: "
+               f"{'the float64 value is off M too' if structural else 'the float64 value is on M'}); "
+               f"{len(over)} of {len(steps)} iterates off M; {nums['text']}")
+    # the counterexample of a claim about iterates is an iterate: the optimiser step of the worst one (largest
+    # defect/tolerance), in the record's dtype; where the tensor first left M is `left_at` in search["drift"]
+    search.update(counterexample_dtype=record.get("dtype", m.dtype),
+                  counterexample_kind=f"[optimiser step] of the worst iterate (first off M: step {steps[i]})")
+    return dataclasses.replace(m, verdict=Verdict.VIOLATED, summary=summary, classification=cls, search=search,
+                               max_defect=d[k], tolerance=tol[k], max_defect_float64=d64[k],
+                               counterexample=[float(steps[k])], counterexample_defect=d[k],
+                               seconds=time.perf_counter() - start)
+
+
+__all__ = ["OnManifold", "DriftRecorder", "drift_numbers", "judge_iterates", "ManifoldMeasurement", "locate", "available_tensors", "Stiefel", "SO", "Sphere", "SPD"]

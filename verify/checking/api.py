@@ -211,7 +211,8 @@ def check(
             dim = dim or next((c.property.dim for c in claim_list if c.property.dim), None) or getattr(model, "dim", None)
         subject = Subject(name=name, architecture=arch, size=size, model=model if numeric else None, task=task, dim=dim,
                           depth=_depth(model) if model is not None else 1, blocks=blocks,
-                          scheme=arch.scheme if arch else None, time_limit=time_limit)
+                          scheme=arch.scheme if arch else None, time_limit=time_limit,
+                          training_records=trained.records if trained is not None else None)
         if symbolic:
             try:
                 resolve_layers(subject, arch, size, wants_layers=any(isinstance(c.property, MapProperty) for c in claim_list))

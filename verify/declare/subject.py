@@ -34,6 +34,9 @@ class Subject:
     scheme: str | None = None
     time_limit: float = 20.0
     notes: dict[str, Any] = field(default_factory=dict)
+    # per claim name, what the claim's property recorded while the model trained (Trained.records); None when the
+    # model did not come from the verifier's trainer (a module passed in): a claim about every iterate is then `error`
+    training_records: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def to_json(result: ArchitectureResult) -> dict[str, Any]:
             "steps": trained.steps, "seconds": trained.seconds, "device": trained.device, "seed": trained.seed,
             "test_loss": trained.test_loss, "final_loss": trained.history[-1] if trained.history else None,
             "checkpoint": trained.checkpoint, "origin": trained.origin, "fingerprint": trained.fingerprint,
+            "records": trained.records,
         },
         "rollout": None if result.rollout is None else result.rollout.to_dict(),
         "environment": result.environment,
@@ -434,7 +435,10 @@ def _write_architecture_files(result: ArchitectureResult, root: Path | str, fold
                                                       "training's") + ".", ""]
         if figs["loss.png"]:
             lines += ["![loss](loss.png)", ""]
+    from verify.report.drift_figures import drift_section  # a tensor's defect along training, where recorded
     from verify.report.flow_figures import flow_section  # flows only: samples, reconstruction, log-det agreement
+
+    lines += drift_section(result, folder, _save)
 
     lines += flow_section(result, folder, _save)
     env = result.environment

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -77,6 +78,11 @@ def _source_files(arch: Architecture) -> list[Path]:
         own = None
     if own:
         files.add(Path(own).resolve())
+    for claim in arch.claims:  # a property that records along training: its recorder's code shapes the record
+        if callable(getattr(claim.property, "training_recorder", None)):
+            src = inspect.getsourcefile(type(claim.property))
+            if src:
+                files.add(Path(src).resolve())
     top = (getattr(arch.factory, "__module__", None) or "").split(".")[0]
     if top and top != "verify":  # the built-in package is covered above (the engine's code does not change training)
         for name, mod in list(sys.modules.items()):
@@ -178,6 +184,9 @@ class Trained:
     checkpoint: str | None = None
     fingerprint: str | None = None  # of everything training read (training_fingerprint)
     origin: str = "trained"  # or why a checkpoint was loaded instead
+    # per claim name, what the claim's property recorded along training (its `training_recorder` hook: OnManifold's
+    # defect every K steps); kept in the checkpoint record, so a cached model carries the record of its training
+    records: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cached(self) -> bool:
@@ -250,12 +259,17 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
     params = [p for p in model.parameters() if p.requires_grad]
     steps = spec.steps if params else 0  # a parameter-free model has nothing to fit: it is checked as it is
     history: list[float] = []
+    recorders: dict[str, Any] = {}
     start = time.perf_counter()
     if steps:
         opt = spec.make_optimizer(params)
+        _check_optimizer(opt, spec.optimizer, arch.name)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps, eta_min=spec.lr / 20)
         gen = torch.Generator(device="cpu").manual_seed(seed)
         model.train()
+        recorders = _recorders(arch, model, steps)
+        for rec in recorders.values():
+            rec.record(0, model)
         bar = tqdm(range(steps), desc=f"train {arch.name} [{size}]", disable=not progress, leave=False)
         for _ in bar:
             idx = torch.randint(0, x.shape[0], (min(spec.batch, x.shape[0]),), generator=gen).to(dev)
@@ -265,6 +279,9 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
             opt.step()
             sched.step()
             history.append(float(loss.detach()))
+            for rec in recorders.values():
+                if rec.due(len(history)):
+                    rec.record(len(history), model)
             if not math.isfinite(history[-1]):
                 raise CheckpointError(
                     "training loss", history[-1], "a finite loss", f"lower the learning rate of {arch.name} (lr={spec.lr})"
@@ -277,10 +294,56 @@ def _train(arch: Architecture, size: str, *, seed: int, device: str | None, prog
     trained = Trained(
         architecture=arch.name, size=size, model=model, seed=seed, device=str(dev), history=history,
         test_loss=test_loss, seconds=time.perf_counter() - start, steps=steps, fingerprint=fingerprint,
+        records={name: rec.result() for name, rec in recorders.items()} if steps else {},
     )
     if out_dir is not None:
         trained.checkpoint = str(save_checkpoint(trained, arch, Path(out_dir)))
     return trained
+
+
+def _check_optimizer(opt: Any, named: Any, arch_name: str) -> None:
+    """The object Size(optimizer=...) made must be a torch optimiser: step(), zero_grad(), its param_groups (the
+    learning-rate schedule sets their lr) and its per-parameter state (Adam's moments, a Riemannian optimiser's
+    transported momentum); anything else is refused before the first step, with what it lacks."""
+    lacking = [a for a in ("step", "zero_grad", "param_groups", "state") if not hasattr(opt, a)]
+    if lacking or not isinstance(getattr(opt, "param_groups", None), list) or not hasattr(getattr(opt, "state", None), "get"):
+        raise InputError(f"Size(optimizer=...) of {arch_name}", f"{named!r} made a {type(opt).__name__}"
+                         + (f" without {', '.join(lacking)}" if lacking else " whose param_groups/state are not a torch "
+                                                                              "optimiser's"),
+                         "a torch.optim.Optimizer: step(), zero_grad(), param_groups (a list) and state (a mapping "
+                         "per parameter, where momentum methods keep their velocity)",
+                         "name an optimiser class (e.g. 'torch.optim.Adam', 'geoopt.optim.RiemannianAdam'), or make the "
+                         "callable return a torch.optim.Optimizer subclass")
+
+
+def _recorders(arch: Architecture, model: torch.nn.Module, steps: int) -> dict[str, Any]:
+    """Per claim whose property offers `training_recorder(model, steps)` (OnManifold), its recorder: an object with
+    `due(step)`, `record(step, model)` (never raising) and `result()` (JSON-ready). The engine knows nothing else of it.
+    A hook that cannot start is kept as a record holding its error, so the claim says why (error, never holds)."""
+    out: dict[str, Any] = {}
+    for claim in arch.claims:
+        hook = getattr(claim.property, "training_recorder", None)
+        if not callable(hook):
+            continue
+        try:
+            out[claim.name] = hook(model, steps)
+        except Exception as exc:  # noqa: BLE001 - the claim reports it
+            out[claim.name] = _FailedRecorder(f"{type(exc).__name__}: {exc}")
+    return out
+
+
+@dataclass
+class _FailedRecorder:
+    error: str
+
+    def due(self, step: int) -> bool:
+        return False
+
+    def record(self, step: int, model: torch.nn.Module) -> None:
+        return None
+
+    def result(self) -> dict[str, Any]:
+        return {"error": f"before training: {self.error}"}
 
 
 def _cast(t: torch.Tensor, dev: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -314,6 +377,7 @@ def save_checkpoint(trained: Trained, arch: Architecture, directory: Path) -> Pa
             "seconds": trained.seconds,
             "test_loss": trained.test_loss,
             "history": trained.history,
+            "records": trained.records,
             "torch": torch.__version__,
             "sha256": _sha256(stage / TENSORS),
             **({"fingerprint": trained.fingerprint} if trained.fingerprint else {}),
@@ -364,6 +428,7 @@ def load_checkpoint(directory: Path | str, arch: Architecture | str | None = Non
         history=list(record.get("history", [])), test_loss=record.get("test_loss", math.nan),
         seconds=record.get("seconds", 0.0), steps=record.get("steps", 0), checkpoint=str(directory),
         fingerprint=record.get("fingerprint"), origin="loaded from the checkpoint",
+        records=dict(record.get("records") or {}),
     )
 
 
