@@ -12,3 +12,15 @@ def pytest_configure(config: pytest.Config) -> None:
         import verify.pytest_plugin as plugin
 
         config.pluginmanager.register(plugin, "verify")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test, restored after: timing-sensitive binding tests run beside another
+    xdist worker on a two-core machine, where a second thread per process only adds synchronisation."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

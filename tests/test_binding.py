@@ -37,11 +37,8 @@ def _dim(arch) -> int:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(old)
 
 
 def inputs(n: int, seed: int, far: float = 100.0) -> torch.Tensor:

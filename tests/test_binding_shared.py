@@ -23,11 +23,8 @@ SMALL = Settings(seed=0, budget=Budget(n_inputs=256, starts=4, steps=4, populati
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(old)
 
 
 class _ReportsTooMuch(RealNVP):

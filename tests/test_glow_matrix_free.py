@@ -20,11 +20,8 @@ TINY = Budget(n_inputs=2, starts=0, steps=0, examples=0, resolution=0.0, shrink=
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # tests/conftest.py
     yield
-    torch.set_num_threads(old)
 
 
 def _glow() -> Glow:
