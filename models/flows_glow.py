@@ -1,16 +1,8 @@
-"""Glow on 8×8 digits (d = 64) and its two controls: registered only when asked for.
+"""Glow on 8×8 digits (d = 64) and its two controls, in the default registry.
 
-    verify --plugin verify.models.flows_glow report glow-digits glow-conv-no-perm glow-actnorm-no-hw
-    VERIFY_PLUGINS=verify.models.flows_glow pytest tests/test_flows.py
-
-Why not in the default run (yet): each Glow architecture took 95–340 s to check on this 2-core CPU with the engine's
-default search (its binding ran once per claim, with 64 autograd passes per layer for the tolerance's ‖J_g‖∞, and the
-numeric stage builds two full 64×64 Jacobians per input). The binding now runs once per module and domain (a LogDet
-claim adds only the search of the reported log-dets), its Jacobians come from one replicated call per block of rows,
-and the sizes declare GLOW_BUDGET below: glow-digits went from 1104 s to 162 s of wall time in the same conditions
-(a 2-core machine at load average 11–13, training excluded). That is still above the 45 s per architecture that the
-default `make test` / `make reports` can afford beside ~60 other architectures, so the module stays opt-in; the
-numeric stage's full Jacobians (two per input, forward and inverse for LogDet) are what is left to cut.
+They were opt-in while each took 95–340 s to check; with the binding searched once per module (shared by Invertible
+and LogDet) and GLOW_BUDGET, the quick size checks in ~9 s per architecture and the full size of glow-digits in ~120 s
+on this 2-core CPU (load < 2), which both commands afford. Glow at d = 3072 (models/flows_large.py) stays opt-in.
 """
 from __future__ import annotations
 

@@ -117,15 +117,9 @@ def test_a_non_exponential_scale_that_reads_no_moved_coordinate_keeps_the_genera
 
 # -- trained flows, 3 seeds ------------------------------------------------------------------------------------------
 
-# Glow (d = 64) is registered by the opt-in module verify.models.flows_glow (its docstring: ~160 s per architecture on
-# the loaded 2-core machine, above what the default suite affords); its tests run when that module is loaded as a plugin.
-_GLOW_LOADED = any(a.name == "glow-digits" for a in all_architectures())
-_glow = pytest.mark.skipif(not _GLOW_LOADED, reason="Glow is opt-in: VERIFY_PLUGINS=verify.models.flows_glow pytest "
-                                                    "tests/test_flows.py (its layers' proofs run above regardless)")
-GENUINE = ["nice", "nice-volume", "realnvp", pytest.param("glow-digits", marks=_glow)]
-CONTROLS = ["realnvp-logdet-sign", "realnvp-inverse-logdet-sign", "coupling-overlap",
-            pytest.param("glow-conv-no-perm", marks=_glow), pytest.param("glow-actnorm-no-hw", marks=_glow),
-            "flow-batchnorm-train"]
+GENUINE = ["nice", "nice-volume", "realnvp", "glow-digits"]
+CONTROLS = ["realnvp-logdet-sign", "realnvp-inverse-logdet-sign", "coupling-overlap", "glow-conv-no-perm",
+            "glow-actnorm-no-hw", "flow-batchnorm-train"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -172,7 +166,6 @@ def test_the_batchnorm_control_says_the_output_depends_on_the_batch():
     assert "depends on the other inputs of its batch" in r.numeric.summary, r.numeric.summary
 
 
-@_glow
 def test_the_actnorm_control_residual_is_the_missing_hw_factor():
     r = _checked("glow-actnorm-no-hw", 0).result("LogDet")
     assert r.symbolic.verdict is Verdict.VIOLATED and "actnorm" in r.symbolic.summary, r.symbolic.summary
