@@ -201,12 +201,7 @@ def bind_layers_stage(model64: torch.nn.Module, layers: list, how: str, domain: 
         return float(parts[0][1](x.unsqueeze(0))[0])
 
     def locate(x: torch.Tensor) -> str:
-        for method, _, ld in reports:
-            d, t, twin, code = (v[0] for v in ld(x.unsqueeze(0)))
-            if float(d) > float(t):
-                return (f"{method}(x) = {float(code):.8g} but the twins report {float(twin):.8g} (differ by "
-                        f"{float(d):.3g} > {float(t):.3g}: {binding.LOG_DET_TOLERANCE_FORMULA})")
-        return binding.mismatch(model64, layers, x.unsqueeze(0))["summary"]
+        return _log_det_location(reports, x) or binding.mismatch(model64, layers, x.unsqueeze(0))["summary"]
 
     names = [layer.describe() for layer in layers]
     what = " (forward and inverse)" if len(parts) > 1 else " (forward)"
@@ -245,12 +240,7 @@ def bind_log_dets(model64: torch.nn.Module, layers: list, how: str, domain: Doma
         return worst[1]
 
     def locate(x: torch.Tensor) -> str:
-        for method, _, ld in reports:
-            d, t, tw, code = (v[0] for v in ld(x.unsqueeze(0)))
-            if float(d) > float(t):
-                return (f"{method}(x) = {float(code):.8g} but the twins report {float(tw):.8g} (differ by "
-                        f"{float(d):.3g} > {float(t):.3g}: {binding.LOG_DET_TOLERANCE_FORMULA})")
-        return ""
+        return _log_det_location(reports, x)
 
     names = ", ".join(m for m, _, _ in reports)
     part = binding_search(ratio, tolerance_at, binding.LOG_DET_TOLERANCE_FORMULA, domain, settings,
@@ -296,3 +286,15 @@ def bind_scheme_stage(subject: Subject, arch: Any, size: str, domain: Domain | N
                           method=f"scheme {subject.scheme} stepped by the engine on the module's own vector field "
                                  "(and, where the module has hamiltonian(), the field checked to be Ω⁻¹∇H and separable)",
                           layers=[f"{steps} step(s) of {subject.scheme}"], device=model_device(model64))
+
+
+def _log_det_location(reports: list, x: torch.Tensor) -> str:
+    """Where a reported log-det differs from its twins' at x (the first method beyond its tolerance), or ""."""
+    from verify.derive import binding
+
+    for method, _, ld in reports:
+        d, t, twin, code = (v[0] for v in ld(x.unsqueeze(0)))
+        if float(d) > float(t):
+            return (f"{method}(x) = {float(code):.8g} but the twins report {float(twin):.8g} (differ by "
+                    f"{float(d):.3g} > {float(t):.3g}: {binding.LOG_DET_TOLERANCE_FORMULA})")
+    return ""
