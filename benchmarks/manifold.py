@@ -32,7 +32,8 @@ def proof_times(n: int = 8, repeats: int = 3) -> list[dict]:
     rows = []
     for form in (pz.Parametrisation("matrix_exp", "skew_tril"), pz.Parametrisation("cayley", "skew_tril"),
                  pz.Parametrisation("householder"), pz.Parametrisation("reflections"), pz.Parametrisation("llt"),
-                 pz.Parametrisation("normalise"), pz.Parametrisation("cayley", "symmetric")):
+                 pz.Parametrisation("normalise"), pz.Parametrisation("cayley", "symmetric"), pz.Parametrisation("qr"),
+                 pz.Parametrisation("polar"), pz.Parametrisation("column_normalise")):
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()

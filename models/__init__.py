@@ -14,4 +14,5 @@ from verify.models import optimizer_steps  # noqa: F401,I001  (optimisers as map
 from verify.models import manifold_layers  # noqa: F401,I001  (manifold constraints: orthogonal, Stiefel, SPD layers; controls)
 from verify.models import riemannian_layers  # noqa: F401,I001  (geoopt Riemannian SGD/Adam on St(16, 8), every iterate; controls)
 from verify.models import stiefel_sgd_layers  # noqa: F401,I001  (our own Riemannian SGD on St(16, 8): QR/polar retractions, every iterate; a control)
+from verify.models import stiefel_retraction_layers  # noqa: F401,I001  (QR/polar retractions as parametrisations: forms bound and proved; a control)
 from verify.models import orthogonal_rnn  # noqa: F401,I001  (expRNN-style orthogonal RNNs on the adding task)

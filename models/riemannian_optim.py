@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from verify.derive.parametrisations import Parametrisation
 from verify.errors import InputError
 
 
@@ -101,3 +102,31 @@ class StiefelSGD(torch.optim.Optimizer):
                 Y = W - lr * m
                 W.copy_(Y if retract is None else retract(Y))
         return loss
+
+
+# --------------------------------------------------------------------------- the same retractions as parametrisations
+class QRRetraction(nn.Module):
+    """W = qr_retraction(X): the Q factor (diag R > 0) of the raw n×k parameter X."""
+
+    manifold_form = Parametrisation("qr")
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return qr_retraction(X)
+
+
+class PolarRetraction(nn.Module):
+    """W = polar_retraction(X) = X(XᵀX)^{-1/2} of the raw n×k parameter X."""
+
+    manifold_form = Parametrisation("polar")
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return polar_retraction(X)
+
+
+class ColumnNormalise(nn.Module):
+    """W = X·diag(1/‖x_j‖): a WRONG Stiefel parametrisation (unit columns, not orthogonal ones)."""
+
+    manifold_form = Parametrisation("column_normalise")
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return column_normalise(X)

@@ -34,7 +34,7 @@ from verify.errors import InputError, VerifyError
 from verify.evidence import BlockResult, Failure, Measurement, Proof, Refutation, Verdict
 from verify.properties.base import NO_FORM, Property
 
-FORMS_FOR = {"stiefel": ("matrix_exp", "cayley", "householder", "reflections"),
+FORMS_FOR = {"stiefel": ("matrix_exp", "cayley", "householder", "reflections", "qr", "polar", "column_normalise"),
              "so": ("matrix_exp", "cayley", "householder", "reflections"),
              "sphere": ("normalise",), "spd": ("llt",)}
 
@@ -47,6 +47,10 @@ LEMMAS = {
     "reflections": r"Q = H(v_1)\cdots H(v_r),\ H^\top H = I:\ Q^\top Q = I;\ \det Q = (-1)^r",
     "llt": r"x^\top S x = \|L^\top x\|^2 + \varepsilon\|x\|^2 \ge \varepsilon\|x\|^2 > 0\ (x \ne 0,\ \varepsilon > 0)",
     "normalise": r"\|x/\|x\|\| = 1\ (x \ne 0)",
+    "qr": r"Q = XR^{-1},\ R^\top R = X^\top X\ (\text{Cholesky, } \operatorname{diag} R > 0):\ "
+          r"Q^\top Q = R^{-\top}X^\top X R^{-1} = R^{-\top}R^\top R R^{-1} = I\ (X \text{ of full column rank})",
+    "polar": r"Q = XS^{-1},\ S = S^\top,\ S^2 = X^\top X:\ Q^\top Q = S^{-1}S^2S^{-1} = I\ (X \text{ of full column rank})",
+    "column_normalise": r"Q = X\operatorname{diag}(1/\|x_j\|):\ (Q^\top Q)_{ij} = x_i^\top x_j/(\|x_i\|\|x_j\|)",
 }
 
 
@@ -57,6 +61,9 @@ LEMMA_WORDS = {
     "reflections": "a product of orthogonal reflectors is orthogonal, det = (−1)^r",
     "llt": "xᵀSx = ‖Lᵀx‖² + ε‖x‖² > 0",
     "normalise": "‖x/‖x‖‖ = 1",
+    "qr": "Q = XR⁻¹ with RᵀR = XᵀX (Cholesky, diag R > 0): QᵀQ = R⁻ᵀXᵀXR⁻¹ = I for X of full column rank",
+    "polar": "Q = XS⁻¹ with S = Sᵀ, S² = XᵀX: QᵀQ = S⁻¹S²S⁻¹ = I for X of full column rank",
+    "column_normalise": "unit columns only: (QᵀQ)_ij = x_iᵀx_j/(‖x_i‖‖x_j‖)",
 }
 
 
@@ -274,6 +281,20 @@ class OnManifold(Property):
         if kind not in FORMS_FOR[M.kind]:
             return no_form(f"a {kind} parametrisation proves membership of another manifold than {M.name}",
                            "claim the manifold the parametrisation lands on")
+        rank_note = ""
+        if kind in ("qr", "polar"):
+            # the lemma covers X of full column rank (XᵀX SPD); read σ_min of the module's own raw X in float64. A
+            # rank-deficient X is outside the lemma, not a refutation: Householder QR still returns orthonormal columns
+            Xr = found.raw.detach().to(torch.float64).cpu()
+            Xr = Xr.mT if found.transposed else Xr
+            sv = torch.linalg.svdvals(Xr)
+            floor = max(Xr.shape) * float(torch.finfo(torch.float64).eps) * float(sv[0])
+            if not float(sv[-1]) > floor:
+                return no_form(f"the {kind} lemma needs a raw X of full column rank, and the module's is rank-deficient "
+                               f"(σ_min(X) = {float(sv[-1]):.3g} ≤ {floor:.3g} = n·eps64·σ_max)",
+                               "keep the raw parameter of full column rank (re-initialise it, or retract it in place)")
+            rank_note = (f"the module's raw X has full column rank: σ_min(X) = {float(sv[-1]):.3g}, κ(X) = "
+                         f"{float(sv[0] / sv[-1]):.3g} (float64); the proof covers every X of full column rank")
         # the binding: the twin in float64 from the module's own raw numbers against the module's float64 output
         m64 = float64_copy(model)
         loc64 = locate(m64, self.tensor)
@@ -312,6 +333,8 @@ class OnManifold(Property):
             r = int(loc.raw.shape[0])
             det_sign = (-1) ** r
             notes.append(f"{r} reflections: det Q = (−1)^{r} = {det_sign:+d}")
+        elif kind in ("qr", "polar"):
+            notes.append(rank_note)
         elif kind == "llt":
             if not (found.eps is not None and found.eps > 0):
                 refuted.append(f"ε = {found.eps} is not > 0: LLᵀ + εI is only positive semidefinite")
