@@ -15,4 +15,5 @@ from verify.models import manifold_layers  # noqa: F401,I001  (manifold constrai
 from verify.models import riemannian_layers  # noqa: F401,I001  (geoopt Riemannian SGD/Adam on St(16, 8), every iterate; controls)
 from verify.models import stiefel_sgd_layers  # noqa: F401,I001  (our own Riemannian SGD on St(16, 8): QR/polar retractions, every iterate; a control)
 from verify.models import stiefel_retraction_layers  # noqa: F401,I001  (QR/polar retractions as parametrisations: forms bound and proved; a control)
+from verify.models import sphere_spd_layers  # noqa: F401,I001  (every iterate on the sphere and SPD: geotorch.sphere, geotorch.positive_definite, our sphere layer; a control)
 from verify.models import orthogonal_rnn  # noqa: F401,I001  (expRNN-style orthogonal RNNs on the adding task)

@@ -701,6 +701,9 @@ def judge_iterates(prop: "OnManifold", m: "ManifoldMeasurement", record: Mapping
         if tol[k] > 0 and m.tolerance > 0 and d[k] / tol[k] > m.max_defect / m.tolerance:
             # the claim is about every iterate: its headline numbers are the worst iterate's (defect / tolerance)
             worst = {"max_defect": d[k], "tolerance": tol[k]}
+            # and so is its calibration ratio (tolerance / observed defect): the trained tensor alone can read 0 (an
+            # exactly normalised vector) where an iterate read one ulp
+            search["calibration_ratio"] = tol[k] / d[k] if d[k] > 0 else math.inf
         return dataclasses.replace(m, summary=summary, search=search, seconds=time.perf_counter() - start, **worst)
     i = over[0]
     structural = math.isfinite(d64[i]) and d64[i] > tol[i]

@@ -101,15 +101,22 @@ class Manifold:
     def statement(self) -> str:
         return self.latex
 
+    # the defect's own rounding, in units of eps, and its words: the Gram product's n-long inner products (√n)
+    base_text: ClassVar[str] = "√n: probabilistic rounding of n-long inner products (Higham & Mary 2019)"
+
+    def base_units(self) -> float:
+        return math.sqrt(self.size)
+
     def tolerance(self, dtype: torch.dtype, map_units: float = 0.0, map_text: str = "") -> ManifoldTolerance:
-        """c·u·(√n + map units): the product's probabilistic rounding plus the parametrisation's own error."""
-        u, n = eps(dtype), self.size
-        value = SAFETY * u * (math.sqrt(n) + map_units)
+        """c·u·(b + map units): the defect's own probabilistic rounding b (√n for a Gram product) plus the
+        parametrisation's own error."""
+        u, n, b = eps(dtype), self.size, self.base_units()
+        value = SAFETY * u * (b + map_units)
         dt = str(dtype).replace("torch.", "")
         own = f"; m = {map_units:.3g}: {map_text}" if map_units else "; m = 0"
-        return ManifoldTolerance(value, f"{SAFETY:g}·eps·(√n + m) = {SAFETY:g}·{u:.3g}·({math.sqrt(n):.3g} + {map_units:.3g}) "
-                                        f"[{dt}, n = {n}; √n: probabilistic rounding of n-long inner products (Higham & "
-                                        f"Mary 2019){own}]")
+        sym = self.base_text.split(":")[0]
+        return ManifoldTolerance(value, f"{SAFETY:g}·eps·({sym} + m) = {SAFETY:g}·{u:.3g}·({b:.3g} + {map_units:.3g}) "
+                                        f"[{dt}, n = {n}; {self.base_text}{own}]")
 
     def __str__(self) -> str:
         return self.name
@@ -235,6 +242,12 @@ class Sphere(Manifold):
     @property
     def size(self) -> int:
         return self.n
+
+    # ‖x‖ = √(xᵀx): the square root halves the relative error of the n-long sum of squares (√n·u probabilistic)
+    base_text: ClassVar[str] = "√n/2: the norm √(xᵀx), the square root halving the n-long sum's probabilistic rounding"
+
+    def base_units(self) -> float:
+        return math.sqrt(self.size) / 2
 
     def validate(self, shape: tuple[int, ...], where: str) -> None:
         if tuple(shape) != (self.n,):

@@ -114,6 +114,10 @@ class Found:
             # higher degree than float32 (more products): measured up to 2.6× float32's error in units of eps, so 2n
             return (2 * n + math.sqrt(n) * a,
                     f"2n + √n·‖A‖₂ with ‖A‖₂ = {a:.3g}: the exponential's polynomial products and squarings")
+        if k == "normalise":
+            # x/‖x‖ is off the sphere by the relative error of its ‖x‖ (√n·u/2: a square root of an n-long sum) plus
+            # one rounding per entry (≈ u/√n on the norm)
+            return math.sqrt(n) / 2, "√n/2: the norm ‖x‖ that x/‖x‖ divides by (the square root halves the sum's rounding)"
         if k in ("qr", "polar"):
             return math.sqrt(n), ("√n: Householder QR (or the SVD) is backward stable: its Q is orthonormal to O(√n·u) "
                                   "whatever the conditioning of X")
