@@ -10,7 +10,9 @@ on y = W* x (W* a fixed random rotation, fresh x ~ N(0, I) batches of 128), in f
 ‖QᵀQ − I‖₂ every 20 steps through OnManifold's own training recorder (the same hook the trainer calls), with the
 float64 value recomputed from the raw parameter by the twin, and the tolerance of each iterate. Then the geoopt
 St(16, 8) layer (RiemannianSGD / RiemannianAdam, stabilize none / 1 / 10, float32 / float64, 1000 steps, every
-iterate). Seconds are wall-clock on one thread (a shared CPU: say so when quoting them).
+iterate), and our own StiefelSGD (models/riemannian_optim.py; retractions qr, polar, and the wrong column_normalise and
+none; float32 / float64; 1000 steps, every iterate). Seconds are wall-clock on one thread (a shared CPU: say so when
+quoting them).
 """
 from __future__ import annotations
 
@@ -183,7 +185,49 @@ def geoopt_drift(steps: int = 1000) -> list[dict]:
     return rows
 
 
-def drift_markdown(runs: list[dict], geo: list[dict], command: str) -> str:
+def ours_drift(steps: int = 1000) -> list[dict]:
+    """Our StiefelSGD (models/riemannian_optim.py) on the same St(16, 8) set-up as geoopt_drift: each retraction
+    (qr, polar, and the wrong column_normalise / none), float32 and float64, every iterate."""
+    from verify.models.manifold_layers import target
+    from verify.models.riemannian_layers import stiefel_start
+    from verify.models.riemannian_optim import StiefelSGD
+    from verify.properties.on_manifold import drift_numbers
+
+    rows = []
+    for retraction in ("qr", "polar", "column_normalise", "none"):
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(0)
+            lr = 2e-2
+            lin = nn.Linear(8, 16, bias=False)
+            lin.weight = nn.Parameter(stiefel_start(dtype))
+            opt = StiefelSGD([lin.weight], lr=lr, momentum=0.9, retraction=retraction)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 20)
+            W = target("stiefel", 16, 8).to(dtype)
+            g = torch.Generator().manual_seed(0)
+            x_all = torch.randn(512, 8, generator=g, dtype=torch.float64).to(dtype)
+            rec = OnManifold(Stiefel(16, 8), "weight", every_iterate=True).training_recorder(lin, steps)
+            rec.record(0, lin)
+            t0 = time.perf_counter()
+            for step in range(1, steps + 1):
+                idx = torch.randint(0, 512, (128,), generator=g)
+                loss = torch.mean((lin(x_all[idx]) - x_all[idx] @ W.T) ** 2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                rec.record(step, lin)
+            r = rec.result()
+            nums = drift_numbers(r)
+            rows.append({"optimizer": f"StiefelSGD(retraction={retraction!r})", "lr": lr,
+                         "dtype": str(dtype).replace("torch.", ""), "stabilize": "—", "steps": steps, "failed": None,
+                         "final_loss": float(loss), "defect_start": r["defect"][0], "defect_end": r["defect"][-1],
+                         "defect_max": nums["max"], "tolerance": r["tolerance"][-1], "left_at": nums["left_at"],
+                         "slope_decades_per_1000": nums["slope"], "worst_ratio": nums["worst_ratio"],
+                         "seconds": time.perf_counter() - t0})
+    return rows
+
+
+def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[dict] | None = None) -> str:
     lines = [f"Orthogonality drift along training (`{command}`; one thread, a shared CPU).", "",
              "| map | n | dtype | Adam steps | ‖QᵀQ − I‖₂ at start | at end | max | float64 (twin) at end | tolerance "
              "at end | left M at step | log10 slope (decades / 1000 steps) | final loss | train s | record s |",
@@ -203,6 +247,16 @@ def drift_markdown(runs: list[dict], geo: list[dict], command: str) -> str:
                          f"{r['defect_start']:.3g} | {r['defect_end']:.3g} | {r['defect_max']:.3g} | {r['tolerance']:.3g} | "
                          f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g} | "
                          f"{r['final_loss']:.3g} | {r['failed'] or '—'} |")
+    if ours:
+        lines += ["", "Our StiefelSGD (models/riemannian_optim.py: projected gradient, momentum 0.9 transported by "
+                  "projection, lr 2e-2, cosine schedule), the same St(16, 8) set-up, every iterate recorded:", "",
+                  "| retraction | dtype | steps | ‖WᵀW − I‖₂ at start | at end | max | tolerance | worst / tolerance | "
+                  "left M at step | log10 slope | final loss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in ours:
+            lines.append(f"| {r['optimizer']} | {r['dtype']} | {r['steps']} | {r['defect_start']:.3g} | "
+                         f"{r['defect_end']:.3g} | {r['defect_max']:.3g} | {r['tolerance']:.3g} | {r['worst_ratio']:.3g} | "
+                         f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g} | "
+                         f"{r['final_loss']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,15 +272,16 @@ def drift_main(args: argparse.Namespace) -> None:
                   f"left at {r['left_at']}, train {r['train_seconds']:.1f} s, record {r['record_seconds']:.1f} s",
                   flush=True)
     geo = geoopt_drift() if not args.no_geoopt else []
+    ours = ours_drift()
     command = "python -m benchmarks.manifold " + " ".join(sys.argv[1:])
-    md = drift_markdown(runs, geo, command)
+    md = drift_markdown(runs, geo, command, ours)
     print(md)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"command": command, "drift": runs, "geoopt": geo}, f, indent=1)
+            json.dump({"command": command, "drift": runs, "geoopt": geo, "ours": ours}, f, indent=1)
         drift_figure(runs, Path(args.json).with_suffix(".png"))
 
 
@@ -266,7 +321,8 @@ def section(out: Path) -> str:
     r = json.loads(path.read_text())
     fig = path.with_suffix(".png")
     return "### OnManifold: orthogonality drift along training\n\n" + drift_markdown(
-        r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}")) + (
+        r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}"),
+        r.get("ours", [])) + (
         f"\n![drift]({fig.name})\n" if fig.is_file() else "")
 
 
