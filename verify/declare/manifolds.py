@@ -29,6 +29,9 @@ exponential's polynomial products and squarings; √n for stored numbers) and mu
 
     tol = c·u·(√n + map units).
 
+The sphere's defect is one norm √(xᵀx), not a Gram matrix: the square root halves the sum's relative rounding, so its
+base term is √n/2 (and the normalisation x/‖x‖ adds its own norm's √n/2, verify/derive/parametrisations.py).
+
 Known practice, for comparison: PyTorch's own parametrisation tests accept ‖QᵀQ − I‖_max ≤ 10·n·eps
 (torch/nn/utils/parametrizations.py `_is_orthogonal`, atol = 10·n·eps): a worst-case-linear law in n on the
 max-entry norm. Ours is on the spectral norm, grows like √n where the map is backward stable, and was calibrated

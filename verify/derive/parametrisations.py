@@ -34,7 +34,8 @@ as Q = B·g(X): g's membership is proved, B's is a property of stored numbers (t
 det sign is read from the stored numbers in float64).
 
 Binding: the twin (an independent float64 implementation: scipy's expm, an explicit inverse, an explicit product of
-reflectors) is instantiated with the module's own raw parameter and base and compared with the module's parametrised
+reflectors; for qr and polar the declared formula itself, X R⁻¹ with scipy's Cholesky of XᵀX, X(XᵀX)^{-1/2} by numpy's
+eigh, against the module's Householder QR or SVD) is instantiated with the module's own raw parameter and base and compared with the module's parametrised
 output computed from its float64 copy.
 """
 from __future__ import annotations
