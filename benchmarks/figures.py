@@ -281,21 +281,60 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(out: Path, quick: bool = False) -> int:
-    from verify.files import atomic_write_text
+def _chunks(text: str) -> list[tuple[str, str]]:
+    """(heading line, block) pairs of a markdown text, a block running to the next heading line."""
+    out: list[tuple[str, str]] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("#") or not out:
+            out.append((line.strip() if line.startswith("#") else "", line))
+        else:
+            out[-1] = (out[-1][0], out[-1][1] + line)
+    return out
 
-    r = run(quick=quick)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "benchmarks-quick" if quick else "benchmarks"
-    atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
-    # the matrix-free figures take minutes (python -m benchmarks.matrix_free): their saved section is folded in
+
+def splice(existing: str, section: str) -> str:
+    """`existing` with each heading block of `section` in place of the block under the same heading (appended when it
+    has none): the hand-written tables of benchmarks.md stay, the saved sections are refreshed."""
+    blocks = _chunks(existing)
+    for heading, block in _chunks(section.strip("\n") + "\n\n"):
+        at = [i for i, (h, _) in enumerate(blocks) if heading and h == heading]
+        if at:
+            blocks[at[0]] = (heading, block)
+        else:
+            if blocks and not blocks[-1][1].endswith("\n\n"):
+                blocks[-1] = (blocks[-1][0], blocks[-1][1].rstrip("\n") + "\n\n")
+            blocks.append((heading, block))
+    return "".join(b for _, b in blocks).rstrip("\n") + "\n"
+
+
+def main(out: Path, quick: bool = False, fold: bool = False) -> int:
+    """Measure and write OUT/benchmarks.{json,md} with the saved sections of the slower benchmarks folded in; with
+    `fold`, measure nothing: refresh the optimiser and manifold sections of the existing OUT/benchmarks.md in place."""
+    from verify.errors import InputError
+    from verify.files import atomic_write_text
+    # the slower figures take minutes each (their own commands save them): their saved sections are folded in
     from benchmarks import manifold as bench_manifold
     from benchmarks import matrix_free as bench_matrix_free
     from benchmarks import optimizers as bench_optimizers
 
+    name = "benchmarks-quick" if quick else "benchmarks"
+    if fold:
+        md = out / f"{name}.md"
+        if not md.is_file():
+            raise InputError("verify bench --fold", str(md), "an existing benchmarks.md from an earlier `verify bench`",
+                             "run `verify bench` once (it measures and writes it), then --fold refreshes the sections")
+        text = md.read_text()
+        for extra in (bench_optimizers.section(out), bench_manifold.section(out)):
+            if extra:
+                text = splice(text, extra)
+        atomic_write_text(md, text)
+        print(f"refreshed the optimiser and manifold sections of {md}")
+        return 0
+    r = run(quick=quick)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{name}.json", json.dumps(r, indent=1))
     text = to_markdown(r)
-    for extra in (bench_matrix_free.section(out), bench_optimizers.section(out),  # saved sections, minutes each
-                  bench_manifold.section(out)):
+    for extra in (bench_matrix_free.section(out), bench_optimizers.section(out), bench_manifold.section(out)):
         if extra:
             text += "\n\n" + extra
     atomic_write_text(out / f"{name}.md", text)

@@ -3,6 +3,10 @@ per parametrisation, size and dtype (raw parameters drawn at two scales over fou
 
     python -m benchmarks.manifold [--sizes 16 64] [--json out.json]
     python -m benchmarks.manifold --drift [--n 256] [--steps 2000] [--every 20] [--json drift.json] [--markdown drift.md]
+    python -m benchmarks.manifold --drift --ours-only --json reports/manifold_drift.json   # refresh our StiefelSGD rows
+
+The first form with `--json reports/manifold_proofs.json` saves the proof times and defect table that `verify bench`
+folds into reports/benchmarks.md beside the saved drift section.
 
 --drift: the orthogonality drift along training. A 256×256 `nn.Linear` with torch's parametrizations.orthogonal
 (matrix_exp, cayley, householder), started at the identity, trained by Adam (lr 1e-3, torch's default) for 2000 steps
@@ -263,6 +267,18 @@ def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[d
 def drift_main(args: argparse.Namespace) -> None:
     import sys
 
+    if args.ours_only:
+        # the 256×256 runs take ~10 minutes: refresh only our optimiser's rows in the saved file, keep the rest
+        path = Path(args.json)
+        if not path.is_file():
+            raise SystemExit(f"--ours-only: --json {args.json!r} does not exist; expected a saved drift file "
+                             f"(run `python -m benchmarks.manifold --drift --json {args.json}` first)")
+        saved = json.loads(path.read_text())
+        saved["ours"] = ours_drift()
+        saved["ours_command"] = "python -m benchmarks.manifold " + " ".join(sys.argv[1:])
+        path.write_text(json.dumps(saved, indent=1))
+        print(drift_markdown(saved["drift"], saved.get("geoopt", []), saved.get("command", ""), saved["ours"]))
+        return
     runs = []
     for dtype in (torch.float32, torch.float64):
         for kind in args.maps:
@@ -286,6 +302,7 @@ def drift_main(args: argparse.Namespace) -> None:
 
 
 DRIFT_JSON = "manifold_drift.json"
+PROOFS_JSON = "manifold_proofs.json"
 
 
 def drift_figure(runs: list[dict], path: Path) -> None:
@@ -315,15 +332,34 @@ def drift_figure(runs: list[dict], path: Path) -> None:
 def section(out: Path) -> str:
     """The saved drift section for reports/benchmarks.md (empty when `--drift --json OUT/manifold_drift.json` has not
     been run): the run takes ~10 minutes on one thread, so `verify bench` folds in the saved numbers."""
+    text = ""
+    proofs = Path(out) / PROOFS_JSON
+    if proofs.is_file():
+        p = json.loads(proofs.read_text())
+        text += ("### OnManifold: exact proofs per parametrisation and tolerance against observed defect\n\n"
+                 f"Command: `python -m benchmarks.manifold --json {proofs}` (one thread). Each proof is exact at the "
+                 "size n given (qr and polar: a size-free lemma, premises checked at n).\n\n"
+                 + "\n".join(proof_markdown(p["proof_times"], p["defects"])) + "\n\n")
     path = Path(out) / DRIFT_JSON
     if not path.is_file():
-        return ""
+        return text
     r = json.loads(path.read_text())
     fig = path.with_suffix(".png")
-    return "### OnManifold: orthogonality drift along training\n\n" + drift_markdown(
+    return text + "### OnManifold: orthogonality drift along training\n\n" + drift_markdown(
         r["drift"], r.get("geoopt", []), r.get("command", f"python -m benchmarks.manifold --drift --json {path}"),
         r.get("ours", [])) + (
         f"\n![drift]({fig.name})\n" if fig.is_file() else "")
+
+
+def proof_markdown(pt: list[dict], df: list[dict]) -> list[str]:
+    """The proof-time table and the tolerance-against-defect table, as markdown lines."""
+    lines = ["| parametrisation | generator | n | exact proof, best of 3 (s) | proved |", "|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | {r['generator']} | {r['n']} | {r['seconds']:.3f} | {r['proved']} |" for r in pt]
+    lines += ["", "| map | n | dtype | raw scale | worst defect (4 seeds) | tolerance there | tolerance / defect | verdicts |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['map']} | {r['n']} | {r['dtype']} | {r['raw scale']} | {r['worst defect']:.3g} | "
+              f"{r['tolerance there']:.3g} | {r['ratio']:.3g} | {', '.join(r['verdicts'])} |" for r in df]
+    return lines
 
 
 def main() -> None:
@@ -336,6 +372,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--maps", nargs="+", default=["matrix_exp", "cayley", "householder"])
     ap.add_argument("--no-geoopt", action="store_true")
+    ap.add_argument("--ours-only", action="store_true", help="with --drift --json FILE: refresh only the StiefelSGD rows")
     ap.add_argument("--markdown", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -343,15 +380,8 @@ def main() -> None:
         drift_main(args)
         return
     pt = proof_times()
-    print("| parametrisation | generator | n | exact proof, best of 3 (s) | proved |\n|---|---|---|---|---|")
-    for r in pt:
-        print(f"| {r['kind']} | {r['generator']} | {r['n']} | {r['seconds']:.3f} | {r['proved']} |")
     df = defects(args.sizes)
-    print("\n| map | n | dtype | raw scale | worst defect (4 seeds) | tolerance there | tolerance / defect | verdicts |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in df:
-        print(f"| {r['map']} | {r['n']} | {r['dtype']} | {r['raw scale']} | {r['worst defect']:.3g} | "
-              f"{r['tolerance there']:.3g} | {r['ratio']:.3g} | {', '.join(r['verdicts'])} |")
+    print("\n".join(proof_markdown(pt, df)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"proof_times": pt, "defects": df}, f, indent=1)

@@ -388,11 +388,22 @@ def write_scheme_pages(out: Path, quiet: bool) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks import figures as bench
+    try:
+        from benchmarks import figures as bench
+    except ModuleNotFoundError:
+        # the `verify` script's sys.path starts at .venv/bin, not the checkout: the benchmarks live beside the verify
+        # package of an editable install (a wheel install has none, and says so)
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "benchmarks" / "figures.py").is_file():
+            raise VerifyError(f"verify bench: the benchmarks folder is not beside the verify package ({root}); "
+                              f"expected a checkout of the project installed with `pip install -e .`; fix: run "
+                              f"`verify bench` from such a checkout (or `python -m benchmarks.figures` there)")
+        sys.path.insert(0, str(root))
+        from benchmarks import figures as bench
     from verify.files import folder_lock
 
     with folder_lock(Path(args.out), "verify bench"):
-        return bench.main(Path(args.out), quick=args.quick)
+        return bench.main(Path(args.out), quick=args.quick, fold=args.fold)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -464,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure the speed figures and write OUT/benchmarks.md")
     p.add_argument("--out", default=str(DEFAULT_REPORTS), help="reports folder (default: ./reports)")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for tests)")
+    p.add_argument("--fold", action="store_true",
+                   help="measure nothing: refresh the optimiser and manifold sections of OUT/benchmarks.md from their "
+                        "saved results (python -m benchmarks.optimizers / benchmarks.manifold --json ...)")
     p.set_defaults(func=cmd_bench)
     return parser
 
