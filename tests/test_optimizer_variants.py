@@ -1,0 +1,158 @@
+"""Schedules, weight decay and Adam as maps of (θ, v) (models/optimizer_variants.py), the bad inputs of ConformalSymplectic,
+and violations that are hard to see: in a small region far from the data, and below float32 resolution."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import sympy as sp
+import torch
+from torch import nn
+
+from verify import check
+from verify.derive.proofs import derive, trace_exact
+from verify.models.optimizer_steps import LR, MU, MomentumStep, momentum_blocks, sine_gradient
+from verify.models.optimizer_variants import (ADAM_LR, BETAS, AdamStep, DecoupledDecayStep, ScheduledMomentumSteps,
+                                              adam_blocks, coupled_decay_blocks, cosine_lrs, decoupled_decay_blocks,
+                                              frozen_adam_blocks)
+from verify.properties import ConformalSymplectic
+from verify.properties.conformal_symplectic import _raw_form
+
+
+def _factor_of(block) -> sp.Expr:
+    """c = (JᵀΩJ)_(0,d) of a block's exact trace, as a sympy expression of its parameters."""
+    t = trace_exact(block)
+    d = len(t.jacobian) // 2
+    c = t.reduce(_raw_form(t.jacobian, t.backend.zero)[(0, d)])
+    return sp.expand(sp.sympify(t.to_expr(c) if hasattr(c, "t") or hasattr(c, "monoms") else c))
+
+
+def _float64(factory, *args, **kwargs) -> nn.Module:
+    """A module built under float64, so its lr, μ and data points are the decimal numbers torch's optimisers use."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return factory(*args, **kwargs)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+# --------------------------------------------------------------------------- the symbolic facts
+def test_each_step_keeps_the_factor_mu_whatever_its_learning_rate_and_coupled_decay_too():
+    """Heavy ball's c is μ alone (no lr in it: a schedule cannot change the per-step factor); coupled weight decay
+    (∇f + λθ) keeps it; decoupled decay (SGDW) has c = μ(1 − lr·λ)."""
+    mu, lr, wd = sp.symbols("mu lr wd")
+    claim = ConformalSymplectic.with_factor(0.9)
+    for blocks, expected in ((momentum_blocks({"hidden": 1}), mu), (coupled_decay_blocks({"hidden": 1}), mu),
+                             (decoupled_decay_blocks({"hidden": 1}), mu - lr * wd * mu)):
+        ev = derive(claim, blocks, 60)
+        assert ev.verdict.value == "proved", ev.summary
+        assert sp.expand(_factor_of(blocks[0]) - expected) == 0, (blocks[0].name, _factor_of(blocks[0]))
+
+
+def test_adam_with_a_frozen_preconditioner_is_proved_with_factor_beta1_and_real_adam_is_refuted():
+    claim = ConformalSymplectic.with_factor(0.9)
+    frozen = frozen_adam_blocks({"hidden": 1})
+    ev = derive(claim, frozen, 60)
+    assert ev.verdict.value == "proved", ev.summary
+    assert sp.expand(_factor_of(frozen[0]) - sp.Symbol("b1")) == 0, _factor_of(frozen[0])
+    # the real step: the preconditioner p(v') with v' = β₂v + (1 − β₂)g(θ)² depends on θ
+    real = derive(claim, adam_blocks({"hidden": 1}), 60)
+    assert real.verdict.value == "violated", real.summary
+
+
+# --------------------------------------------------------------------------- the maps are torch's optimisers
+@pytest.mark.parametrize("name, factory", [("sgd-momentum-cosine-states", ScheduledMomentumSteps),
+                                           ("sgdw-states", DecoupledDecayStep), ("adam-states", AdamStep)])
+def test_the_maps_are_torchs_own_steps(name, factory):
+    from verify.declare.registry import get_task
+
+    x, y = get_task(name).dataset(64, 5)
+    assert torch.allclose(_float64(factory)(x), y, rtol=0, atol=1e-12)
+
+
+def test_the_schedule_is_torchs_cosine_and_its_learning_rates_differ():
+    lrs = cosine_lrs()
+    assert lrs[0] == LR and len(set(lrs)) == len(lrs) and all(a > b for a, b in zip(lrs, lrs[1:]))
+
+
+# --------------------------------------------------------------------------- numeric verdicts through check()
+def _numeric(model: nn.Module, claim: ConformalSymplectic, seed: int = 0, n_inputs: int = 256):
+    res = check(model, claims=[claim], dim=model.dim, n_inputs=n_inputs, max_examples=5, seed=seed, symbolic=False)
+    return res.results[0]
+
+
+def test_the_scheduled_window_has_factor_mu_to_the_k_and_no_constant_rate():
+    torch.manual_seed(0)
+    model = ScheduledMomentumSteps().double()
+    K, lrs = len(model.lrs), model.lrs
+    assert _numeric(model, ConformalSymplectic.with_factor(MU ** K)).verdict.value == "holds"
+    fitted = -math.log(MU) / lrs[0]
+    wrong = _numeric(model, ConformalSymplectic(rate=fitted, step=sum(lrs)))
+    assert wrong.verdict.value == "violated", wrong.numeric.summary
+    assert f"{MU ** K:.6g}"[:5] in wrong.numeric.summary, wrong.numeric.summary  # the diagnosis shows μ^K
+
+
+def test_sgdw_is_conformal_with_the_factor_mu_times_one_minus_lr_lambda_not_mu():
+    torch.manual_seed(0)
+    model = DecoupledDecayStep().double()
+    true = float(model.mu * (1 - model.lr * model.wd))
+    assert _numeric(model, ConformalSymplectic.with_factor(true)).verdict.value == "holds"
+    wrong = _numeric(model, ConformalSymplectic.with_factor(MU))
+    assert wrong.verdict.value == "violated" and "another factor" in wrong.numeric.summary, wrong.numeric.summary
+
+
+def test_adam_is_refuted_for_its_beta1_and_holds_for_no_factor():
+    torch.manual_seed(0)
+    model = AdamStep().double()
+    for factor in (BETAS[0], 0.5, 1.0):
+        r = _numeric(model, ConformalSymplectic.with_factor(factor))
+        assert r.verdict.value == "violated" and r.numeric.classification == "structural", (factor, r.numeric.summary)
+    assert "no multiple of Ω" in r.numeric.summary, r.numeric.summary
+
+
+# --------------------------------------------------------------------------- bad input
+class PlainGradientDescent(nn.Module):
+    """θ ← θ − lr·∇f(θ): an optimiser with no velocity state, a map of θ alone (P = 13, odd)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = MomentumStep()
+        self.dim = self.inner.P
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta - self.inner.lr * sine_gradient(theta, self.inner.xs, self.inner.ys, self.inner.hidden)
+
+
+def test_an_optimiser_with_no_velocity_state_is_an_error_naming_the_dimension_and_the_fix():
+    r = _numeric(PlainGradientDescent(), ConformalSymplectic.with_factor(MU), n_inputs=32)
+    assert r.verdict.value == "error", r
+    assert "dim=13" in r.numeric.summary and "velocity" in r.numeric.summary, r.numeric.summary
+    assert "momentum_buffer" in r.numeric.fix, r.numeric.fix
+
+
+class NaNLossStep(MomentumStep):
+    """Heavy ball on f(θ) + (2/3)(θ₀ − a)^{3/2}: the loss is NaN where θ₀ < a (its gradient √(θ₀ − a) too)."""
+
+    def __init__(self, a: float) -> None:
+        super().__init__()
+        self.a = a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta, v = x[..., : self.P], x[..., self.P:]
+        g = sine_gradient(theta, self.xs, self.ys, self.hidden)
+        extra = torch.zeros_like(g)
+        extra[..., 0] = (theta[..., 0] - self.a).sqrt()
+        v2 = self.mu * v + g + extra
+        return torch.cat([theta - self.lr * v2, v2], dim=-1)
+
+
+@pytest.mark.parametrize("a", [0.0, 5.0], ids=["nan-in-the-data-box", "nan-only-beyond-it"])
+def test_a_loss_that_returns_nan_during_the_check_is_an_error_never_holds(a: float):
+    torch.manual_seed(0)
+    r = _numeric(NaNLossStep(a).double(), ConformalSymplectic.with_factor(MU))
+    assert r.verdict.value == "error", (r.verdict, r.numeric.summary)
+    assert "finite" in r.numeric.summary, r.numeric.summary
+
+
+# --------------------------------------------------------------------------- violations that are hard to see
