@@ -68,6 +68,18 @@ def cosine_lrs(lr: float = LR, window: int = WINDOW, eta_min: float = ETA_MIN) -
     return tuple(out)
 
 
+class AutogradMomentumStep(MomentumStep):
+    """A heavy-ball step whose gradient comes from automatic differentiation, as torch.optim.SGD gets it from backward().
+    In a composition the next step magnifies the previous step's rounding by its ‖J‖ (large where |θ| ~ 10³): with the
+    hand-written gradient (another summation order than the twin's autograd) 4 steps differed from their twins by 5e-12
+    relative, each step alone by 1e-15; with the same arithmetic as the twin they agree to 2e-16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        theta, v = x[..., : self.P], x[..., self.P:]
+        v2 = self.mu * v + torch.func.grad(lambda t: self.loss(t).sum())(theta)
+        return torch.cat([theta - self.lr * v2, v2], dim=-1)
+
+
 class ScheduledMomentumSteps(nn.Module):
     """`window` consecutive torch.optim.SGD(momentum) steps whose learning rates follow a cosine schedule, as one map
     of x = (θ, v): a composition of heavy-ball steps, each a MomentumStep with its own lr."""
@@ -77,7 +89,7 @@ class ScheduledMomentumSteps(nn.Module):
         super().__init__()
         self.hidden, self.P = hidden, n_params(hidden)
         self.lrs = cosine_lrs(lr, window, eta_min)
-        self.layers = nn.ModuleList(MomentumStep(hidden, lr_k, momentum) for lr_k in self.lrs)
+        self.layers = nn.ModuleList(AutogradMomentumStep(hidden, lr_k, momentum) for lr_k in self.lrs)
 
     @property
     def dim(self) -> int:
@@ -231,8 +243,12 @@ class AdamStep(nn.Module):
         v, t = adam_second_moment(hidden, lr, tuple(betas), warmup)
         b1, b2 = betas
         self.register_buffer("step_size", torch.tensor(lr / (1 - b1 ** t)))
+        # 1 − β as numbers of their own: the twin computing g − β₂g would lose three digits of (1 − β₂)g² to
+        # cancellation, a mismatch of ~1e-13 relative that is the twin's arithmetic, not the step's
         self.register_buffer("b1", torch.tensor(float(b1)))
+        self.register_buffer("c1", torch.tensor(1.0 - b1))
         self.register_buffer("b2", torch.tensor(float(b2)))
+        self.register_buffer("c2", torch.tensor(1.0 - b2))
         self.register_buffer("bc2_sqrt", torch.tensor(math.sqrt(1 - b2 ** t)))
         self.register_buffer("eps", torch.tensor(float(eps)))
         self.register_buffer("vbuf", torch.tensor(v))
@@ -255,12 +271,20 @@ class AdamStep(nn.Module):
         """1/(√(v'/b₂) + ε) elementwise, with b₂ = 1 − β₂ᵗ: Adam's per-coordinate scale of the step."""
         return 1.0 / (w.sqrt() / self.bc2_sqrt + self.eps)
 
+    def gradient(self, theta: torch.Tensor) -> torch.Tensor:
+        """∇f(θ) by automatic differentiation, as torch.optim.Adam gets it from backward(): p(v') magnifies the
+        gradient's rounding where g is small against √v (a hand-written gradient sums in another order, and its
+        differences of 1e-10 relative there moved the step by 2e-11, beyond the binding's round-off tolerance)."""
+        return torch.func.grad(lambda t: self.loss(t).sum())(theta)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         theta, m = x[..., : self.P], x[..., self.P:]
-        g = sine_gradient(theta, self.xs, self.ys, self.hidden)
-        m2 = m + (1 - self.b1) * (g - m)  # exp_avg.lerp_(grad, 1 − β₁)
-        v2 = self.b2 * self.vbuf + (1 - self.b2) * g * g
-        return torch.cat([theta - self.step_size * m2 / (v2.sqrt() / self.bc2_sqrt + self.eps), m2], dim=-1)
+        g = self.gradient(theta)
+        m2 = self.b1 * m + self.c1 * g  # exp_avg.lerp_(grad, 1 − β₁), to round-off
+        v2 = self.b2 * self.vbuf + self.c2 * g * g
+        # m'·p(v') rather than torch's addcdiv m'/(√(v'/b₂) + ε): the twin's own arithmetic, so that the binding compares
+        # the step and not two roundings of a division (the two differ by round-off: tests/test_optimizer_variants.py)
+        return torch.cat([theta - self.step_size * m2 * self.precondition(v2), m2], dim=-1)
 
     def symbolic_layers(self) -> list[Bound]:
         (block,) = adam_blocks({"hidden": self.hidden})
@@ -273,15 +297,15 @@ def adam_blocks(cfg: Mapping[str, Any]) -> list[SymbolicBlock]:
 
     def step(b: Builder, x: Vec) -> Vec:
         theta, m = x[:P], x[P:]
-        s, b1, b2 = b.scalar("step_size"), b.scalar("b1"), b.scalar("b2")
+        s, b1, c1, b2, c2 = (b.scalar(k) for k in ("step_size", "b1", "c1", "b2", "c2"))  # c = 1 − β
         g = b.grad("f", theta)
-        m2 = m.scale(b1) + g - g.scale(b1)
-        gg = g * g
-        v2 = b.bias("vbuf", P).scale(b2) + gg - gg.scale(b2)
+        m2 = m.scale(b1) + g.scale(c1)
+        v2 = b.bias("vbuf", P).scale(b2) + (g * g).scale(c2)
         return Builder.concat(theta - (m2 * b.act("p", v2)).scale(s), m2)
 
-    return [SymbolicBlock("Adam step m' = β₁m + (1 − β₁)g, v' = β₂v + (1 − β₂)g², θ ← θ − s·m'·p(v')", 2 * P, step,
-                          description="f any C² loss, p the preconditioner (any differentiable function of v')")]
+    return [SymbolicBlock("Adam step m' = β₁m + c₁g, v' = β₂v + c₂g², θ ← θ − s·m'·p(v')", 2 * P, step,
+                          description="f any C² loss, p the preconditioner (any differentiable function of v'), "
+                                      "c₁ = 1 − β₁ and c₂ = 1 − β₂ any numbers (the conclusion needs no relation)")]
 
 
 def frozen_adam_blocks(cfg: Mapping[str, Any]) -> list[SymbolicBlock]:
@@ -290,13 +314,13 @@ def frozen_adam_blocks(cfg: Mapping[str, Any]) -> list[SymbolicBlock]:
 
     def step(b: Builder, x: Vec) -> Vec:
         theta, m = x[:P], x[P:]
-        s, b1 = b.scalar("step_size"), b.scalar("b1")
+        s, b1, c1 = b.scalar("step_size"), b.scalar("b1"), b.scalar("c1")
         g = b.grad("f", theta)
-        m2 = m.scale(b1) + g - g.scale(b1)
+        m2 = m.scale(b1) + g.scale(c1)
         return Builder.concat(theta - m2.hadamard(b.vector("d", P)).scale(s), m2)
 
-    return [SymbolicBlock("Adam step with a frozen diagonal preconditioner θ ← θ − s·D(β₁m + (1 − β₁)∇f(θ))", 2 * P,
-                          step, description="f any C² loss, D = diag(d) any parameters")]
+    return [SymbolicBlock("Adam step with a frozen diagonal preconditioner θ ← θ − s·D(β₁m + c₁∇f(θ))", 2 * P,
+                          step, description="f any C² loss, D = diag(d) and c₁ (= 1 − β₁) any parameters")]
 
 
 @functools.lru_cache(maxsize=8)
