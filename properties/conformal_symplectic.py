@@ -159,8 +159,8 @@ class ConformalSymplectic(Symplectic):
         return r.abs().amax(dim=(-1, -2)) / scale
 
     def defect_parts(self, probe: Probe) -> dict[str, torch.Tensor] | None:
-        """The defect in two parts, each normalised as `defects`: how far JᵀΩJ is from c(x)·Ω with c(x) its own factor
-        at x (the mean of its upper-right block's diagonal), and |c(x) − e^{−γh}|. The float64 oracle's storage
+        """The defect whole and in two parts, each normalised as `defects`: how far JᵀΩJ is from c(x)·Ω with c(x) its
+        own factor at x (the mean of its upper-right block's diagonal), and |c(x) − e^{−γh}|. The float64 oracle's storage
         judgement holds each part to its own allowance (verify/checking/numeric.py): moving a stored momentum by its
         float32 precision moves c(x), never JᵀΩJ's departure from a multiple of Ω, so a non-conformal term below float32
         resolution is not excused by the factor's storage allowance. None on the matrix-free path (the full J is
@@ -175,7 +175,10 @@ class ConformalSymplectic(Symplectic):
         c = torch.diagonal(form[..., :d, d:], dim1=-2, dim2=-1).mean(-1)
         scale = torch.linalg.matrix_norm(J, ord=2).square().clamp_min(1.0)
         off = (form - c[..., None, None] * om).abs().amax(dim=(-1, -2))
-        return {"JᵀΩJ − c(x)Ω, c(x) its own factor": off / scale, "c(x) − e^(−γh)": (c - self.factor).abs() / scale}
+        whole = (form - self.factor * om).abs().amax(dim=(-1, -2))
+        # the whole defect stays a part of its own: splitting can only add detections, never excuse what it did not
+        return {"JᵀΩJ − e^(−γh)Ω, the whole defect": whole / scale, "JᵀΩJ − c(x)Ω, c(x) its own factor": off / scale,
+                "c(x) − e^(−γh)": (c - self.factor).abs() / scale}
 
     def diagnose(self, model: torch.nn.Module, x: torch.Tensor) -> str:
         """The factor the map has at x (the mean of the diagonal of JᵀΩJ's upper-right block), against the claimed one,
