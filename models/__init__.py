@@ -11,6 +11,7 @@ from verify.models import iresnet  # noqa: F401,I001  (i-ResNets: Lipschitz boun
 from verify.models import flow_tasks, flows, flow_controls  # noqa: F401,I001  (normalising flows: NICE, RealNVP, Glow; controls)
 from verify.models import flows_glow  # noqa: F401,I001  (Glow on 8×8 digits, d = 64, and its two controls)
 from verify.models import optimizer_steps  # noqa: F401,I001  (optimisers as maps of (θ, v): conformal symplecticity)
+from verify.models import optimizer_variants  # noqa: F401,I001  (a cosine schedule, SGDW and Adam as maps: what is and is not conformal)
 from verify.models import manifold_layers  # noqa: F401,I001  (manifold constraints: orthogonal, Stiefel, SPD layers; controls)
 from verify.models import riemannian_layers  # noqa: F401,I001  (geoopt Riemannian SGD/Adam on St(16, 8), every iterate; controls)
 from verify.models import stiefel_sgd_layers  # noqa: F401,I001  (our own Riemannian SGD on St(16, 8): QR/polar retractions, every iterate; a control)

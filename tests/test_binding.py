@@ -25,9 +25,11 @@ ARCHS = [a for a in all_architectures() if a.blocks is not None and a.name in {
     "la-sympnet", "g-sympnet", "g-sympnet-hh", "g-sympnet-fput", "henonnet", "hnn-verlet", "hnn-verlet-hh",
     "resnet-flow", "sympnet-mismatched", "affine-coupling", "coupling-buggy-inverse",
     "sgd-momentum", "sgd-nesterov", "sgd-momentum-wrong-rate",
+    "sgd-momentum-cosine", "sgd-momentum-cosine-constant-rate", "sgdw", "adam",
 }]
 # maps that implement no inverse: ResNetFlow says it has none; an optimiser step (a Nesterov step has no explicit one)
-NO_INVERSE = {"resnet-flow", "sgd-momentum", "sgd-nesterov", "sgd-momentum-wrong-rate"}
+NO_INVERSE = {"resnet-flow", "sgd-momentum", "sgd-nesterov", "sgd-momentum-wrong-rate", "sgd-momentum-cosine",
+              "sgd-momentum-cosine-constant-rate", "sgdw", "adam"}
 
 
 def _dim(arch) -> int:

@@ -317,9 +317,21 @@ def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.
     gen = torch.Generator().manual_seed(7919 * seed + 17)
     draws = [float64_copy(model, gen) for _ in range(STORAGE_DRAWS)]
 
+    # a property whose defect has parts with different sensitivities to the stored numbers (ConformalSymplectic: the
+    # conformal factor moves with a stored momentum, JᵀΩJ's departure from any multiple of Ω does not) names them, and
+    # each part is held to its own allowance: else the factor's storage allowance would excuse a non-conformal term
+    parts_of = getattr(prop, "defect_parts", None)
+    names: list[str] = []
+
     def d64(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return prop.defects(Probe(m, x.to(torch.float64), strict=False)).detach().to(torch.float64)
+            probe = Probe(m, x.to(torch.float64), strict=False)
+            parts = parts_of(probe) if callable(parts_of) else None
+            if parts is not None:
+                names[:] = list(parts)
+                return torch.stack([v.detach().to(torch.float64) for v in parts.values()], dim=-1)
+            names[:] = []
+            return prop.defects(probe).detach().to(torch.float64).unsqueeze(-1)
 
     checked = 0
     worst: dict[str, Any] = {}
@@ -337,11 +349,12 @@ def storage_judgement(prop: MapProperty, model: torch.nn.Module, model64: torch.
             spread = torch.maximum(spread, (d64(m, x) - base).abs())
         allowance = LAMBDA_STORAGE * spread
         ratio = base / (tol64 + allowance)
-        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)
+        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, math.inf), ratio)  # (B, parts)
         checked += int(x.shape[0])
-        i = int(torch.argmax(ratio))
-        if not worst or float(ratio[i]) > worst["ratio"]:
-            worst = {"ratio": float(ratio[i]), "x": x[i], "defect64": float(base[i]), "allowance": float(allowance[i])}
+        i, k = divmod(int(torch.argmax(ratio)), ratio.shape[-1])
+        if not worst or float(ratio[i, k]) > worst["ratio"]:
+            worst = {"ratio": float(ratio[i, k]), "x": x[i], "defect64": float(base[i, k]),
+                     "allowance": float(allowance[i, k]), **({"part": names[k]} if names else {})}
         if worst["ratio"] > 1.0:
             break
     return {**worst, "structural": worst["ratio"] > 1.0, "flagged": int(flagged.sum()), "checked": checked,
@@ -617,7 +630,8 @@ def _measurement(prop: MapProperty, model: torch.nn.Module, found: SearchResult,
         sd, sa = storage["defect64"], storage["allowance"]
         oracle_text = (f"float64 max {_vs(max64, tol64.value)}; storage precision of the parameters "
                        f"({', '.join(f'{n} {k}' for k, n in storage['stored'].items()) or 'none stored coarser'} numbers): "
-                       f"at the {'confirmed' if storage['structural'] else 'worst'} input the float64 defect "
+                       f"at the {'confirmed' if storage['structural'] else 'worst'} input the float64 defect"
+                       + (f" ({storage['part']})" if storage.get("part") else "") + " "
                        f"{_vs(sd, tol64.value + sa)} = float64 tolerance {tol64.value:.3g} + storage allowance {sa:.3g} "
                        f"({storage['checked']} of {storage['flagged']} flagged inputs replayed on {storage['draws']} draws)")
     else:
