@@ -4,7 +4,10 @@ Each mutant is a genuine model plus a term that breaks one claim by a chosen rel
 switched on only in a chosen *placement*: everywhere in the data box, only far beyond it (|x|∞ > k
 times the box), only inside a small region of the box (hard-edged or smooth), or only in the code
 while the symbolic twin stays the correct layer; and equivariant networks (a C4 steerable CNN, a
-DeepSets model) with a symmetry-breaking term of size δ. They are not registered at import: the power
+DeepSets model) with a symmetry-breaking term of size δ; for the newer properties, a flow whose reported log-det
+is off by δ, a norm-tight map whose Lipschitz constant grows by the factor 1 + δ, a damped (conformally symplectic)
+G-SympNet with a planted term, and stored weights moved off O(n), St(n, k), the sphere or SPD(n) by a relative δ.
+They are not registered at import: the power
 suite (benchmarks/power.py, tests/test_power.py) registers them through the public API, as an
 outside user would, and checks that every one is refuted and no correct model is.
 """
@@ -21,6 +24,8 @@ from verify.models.sympnets import GSympNet
 from verify.models.controls import AdditiveShear
 from verify.models.equivariant_cnns import SteerableClassifier
 from verify.models.permutation import DeepSets
+from verify.derive.binding import Bound
+from verify.derive.symbolic import Builder, SymbolicBlock, Vec
 
 PLACEMENTS = ("box", "far-3", "far-30", "far-300", "region-hard", "region-smooth")
 SIZES = (1e-1, 1e-3, 1e-5)
@@ -270,22 +275,41 @@ class NormTight(nn.Sequential):
         super().__init__(*layers)
 
 
-class Damped(nn.Module):
-    """A symplectic map followed by the linear damping (q, p) ↦ (q, μp): JᵀΩJ = μΩ at every x (conformally symplectic
-    with the constant factor μ, as one step of a damped Hamiltonian flow's splitting)."""
+class Damping(nn.Module):
+    """The linear damping (q, p) ↦ (q, μp): JᵀΩJ = μΩ, with its symbolic twin (μ read from the module's buffer)."""
 
-    def __init__(self, base: nn.Module, mu: float) -> None:
+    def __init__(self, n: int, mu: float) -> None:
         super().__init__()
-        self.base, self.mu = base, mu
-
-    @property
-    def depth(self) -> int:
-        return getattr(self.base, "depth", 1) + 1
+        self.n = n
+        self.register_buffer("mu", torch.tensor(float(mu)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
+        d = x.shape[-1] // 2
+        return torch.cat([x[..., :d], self.mu * x[..., d:]], dim=-1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
         d = y.shape[-1] // 2
-        return torch.cat([y[..., :d], self.mu * y[..., d:]], dim=-1)
+        return torch.cat([y[..., :d], y[..., d:] / self.mu], dim=-1)
+
+    def symbolic_layers(self) -> list:
+        return [Bound(damping_block(self.n), self)]
+
+
+def damping_block(n: int) -> SymbolicBlock:
+    """(q, p) ↦ (q, μp) on R^n, n = 2d."""
+    d = n // 2
+
+    def program(b: Builder, x: Vec) -> Vec:
+        return Builder.concat(x[:d], x[d:].scale(b.scalar("mu")))
+
+    return SymbolicBlock("damping (q, p) ↦ (q, μp)", n, program, description="μ any number")
+
+
+def damped(dim: int, seed: int) -> Composition:
+    """A G-SympNet followed by the damping (q, p) ↦ (q, μp), μ = DAMPING: JᵀΩJ = μΩ at every x (conformally symplectic
+    with the constant factor μ, as one step of a damped Hamiltonian flow's splitting). Each layer has its twin, so the
+    symbolic stage proves it layer by layer (the factor Π c_ℓ = μ evaluated at the module's own μ)."""
+    return Composition([*correct_model("g-sympnet", dim, seed).layers, Damping(dim, DAMPING)])
 
 
 def newer_correct_model(kind: str, dim: int, seed: int) -> nn.Module:
@@ -304,7 +328,7 @@ def newer_correct_model(kind: str, dim: int, seed: int) -> nn.Module:
     if kind == "norm-tight":
         return NormTight(dim, LIPSCHITZ_L * (1 - LIPSCHITZ_SLACK), seed).eval()
     if kind == "damped-g-sympnet":
-        return Damped(correct_model("g-sympnet", dim, seed), DAMPING).eval()
+        return damped(dim, seed).eval()
     raise ValueError(f"kind={kind!r}: expected one of {sorted(NEWER_BASE_FOR.values())}")
 
 

@@ -5,6 +5,8 @@ Mutants (models/mutants.py) break Symplectic, VolumePreserving or Invertible by 
 only in the code of a layer whose declared twin stays correct; and a symmetry-breaking term of size δ in a C4
 steerable CNN and in a DeepSets model. Each is registered with `architecture(...)` and
 checked with `check()` at the default settings, exactly as benchmarks/power.py does for reports/power/.
+The newer properties (LogDet, Lipschitz, ConformalSymplectic, OnManifold) are tested here on a subset: the hardest
+placements at the smallest δ, one correct model each, and every OnManifold row (they cost milliseconds).
 """
 import re
 
@@ -77,10 +79,12 @@ def test_the_data_scale_resolution_is_stated_and_reached_up_to_4_dimensions():
     assert "beyond the cost cap" in res["statement"] and res["data_scale_inputs"] >= 1 << 16, res
 
 
-# -- the newer properties: a subset within the suite's time budget (the page runs them all), each at the smallest δ: a
-# hard-edged region (no gradient outside it; in 4-D only the resolution stage finds it, which Lipschitz's search lacked
-# before the power page measured it) and far beyond the data (|x|∞ > 300)
-NEWER_CASES = [("LogDet", "region-hard", 2), ("Lipschitz", "region-hard", 4), ("ConformalSymplectic", "far-300", 2)]
+# -- the newer properties: a subset within the suite's time budget (the page runs them all), each at the smallest δ in a
+# hard-edged region (no gradient outside it; in 4-D only the resolution stage finds it). Two engine bugs the power page
+# found are pinned here: Lipschitz's search had no resolution stage, and a float64 excess that the storage precision of
+# float32 parameters later excuses (the damping's stored μ = 0.9f against the claimed 0.9) ended the search before the
+# resolution stage, so the 4-D region was never sampled and the claim read `holds`
+NEWER_CASES = [("LogDet", "region-hard", 2), ("Lipschitz", "region-hard", 4), ("ConformalSymplectic", "region-hard", 4)]
 assert {p for p, _, _ in NEWER_CASES} == set(NEWER)
 
 

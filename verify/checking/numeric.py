@@ -394,6 +394,9 @@ def measure(
         objective = Objective(
             ratio=_ratio(prop, model, dtype, tol.value, detach=not own),
             ratio64=None if model64 is None or own else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
+            # a float64 excess of a model with numbers stored coarser than float64 is judged afterwards against their
+            # storage precision (storage_judgement), which may excuse it: it does not end the search early
+            oracle_final=not any(k != "float64" for k in stored_precision(model)),
         )
         stage = "numeric (method)"
         mf_plan, cost = None, None

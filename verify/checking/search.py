@@ -70,6 +70,10 @@ class Objective:
     ratio: Ratio
     ratio64: Ratio | None = None
     differentiable: bool = True  # ratio64 can be differentiated with respect to its input
+    # whether a float64 ratio > 1 decides the verdict by itself. False where the caller may still excuse it (the storage
+    # precision of float32 parameters, verify/checking/numeric.py): such a ratio must not cut the search short, or a
+    # region the resolution stage would have found is never sampled and the excused excess reads as `holds`
+    oracle_final: bool = True
 
 
 @dataclass
@@ -391,9 +395,10 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
     x, r, r64, sample_info = _sample(obj, domain, budget, gen, device)
     methods: dict[str, dict[str, Any]] = {"sampling": sample_info}
     n_data = sample_info["per_scale"].get("1", {}).get("inputs", 0)
-    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation), else near
-    # the data on the model itself (beyond ×2 the data the model's own dtype does not judge, verify/checking/numeric.py)
-    if r64 is not None:
+    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation) where its
+    # verdict is final, else near the data on the model itself (beyond ×2 the data the model's own dtype does not judge,
+    # verify/checking/numeric.py)
+    if r64 is not None and obj.oracle_final:
         decided = float(r64.max())
     else:
         near = domain.near_data(x)
