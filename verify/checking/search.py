@@ -70,10 +70,11 @@ class Objective:
     ratio: Ratio
     ratio64: Ratio | None = None
     differentiable: bool = True  # ratio64 can be differentiated with respect to its input
-    # whether a float64 ratio > 1 decides the verdict by itself. False where the caller may still excuse it (the storage
-    # precision of float32 parameters, verify/checking/numeric.py): such a ratio must not cut the search short, or a
+    # whether a float64 ratio > 1 decides the verdict: None where it does by itself; else a check (inputs, their float64
+    # ratios) -> True when the caller's own judgement confirms it (the storage precision of float32 parameters may excuse
+    # a float64 excess, verify/checking/numeric.py). An excess that may be excused must not cut the search short, or a
     # region the resolution stage would have found is never sampled and the excused excess reads as `holds`
-    oracle_final: bool = True
+    confirm64: Callable[[torch.Tensor, torch.Tensor], bool] | None = None
 
 
 @dataclass
@@ -398,7 +399,7 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
     # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation) where its
     # verdict is final, else near the data on the model itself (beyond ×2 the data the model's own dtype does not judge,
     # verify/checking/numeric.py)
-    if r64 is not None and obj.oracle_final:
+    if r64 is not None and (obj.confirm64 is None or (float(r64.max()) > 1.0 and obj.confirm64(x, r64))):
         decided = float(r64.max())
     else:
         near = domain.near_data(x)
