@@ -35,6 +35,12 @@ from verify.properties.base import Property
 # violated only when the float64 lower bound exceeds L by more than this (relative): far above the float64 rounding
 # of a Jacobian, its SVD and a difference quotient (~(depth + n)·eps64 ≈ 1e-14), far below any real excess
 LOWER_MARGIN = 1e-9
+# up to this dimension the search also samples the data box densely enough to resolve a ball of radius ρ = 0.1 of the
+# half-width anywhere in it (Budget.resolution; reached up to 4 dimensions within its cap): a Lipschitz excess confined
+# to a small region with a hard edge has no gradient to climb outside it, so density is the only way in (the power page,
+# benchmarks/power.py: a region-hard excess of 1e-5 in 4-D was missed without it). Above it the cap would not reach
+# ρ = 0.1 and a local norm costs an SVD per input, so the stage is off there and the evidence says so
+RESOLVED_DIM = 4
 
 METHOD = ("upper: product of per-layer certified operator norms (float64 SVD; convolutions by the DFT of the circular "
           "embedding; activation table; 1 + Lip(g) per residual block), rounded upward; lower: the search engine's "
@@ -247,7 +253,8 @@ class Lipschitz(Property):
         budget = dataclasses.replace(
             settings.budget, n_inputs=min(settings.budget.n_inputs, 2048 if dim <= 16 else 256),
             starts=min(settings.budget.starts, 16 if dim <= 16 else 8), steps=min(settings.budget.steps, 12 if dim <= 16 else 8),
-            examples=min(settings.budget.examples, 20 if dim <= 16 else 10), resolution_cap=0,
+            examples=min(settings.budget.examples, 20 if dim <= 16 else 10),
+            resolution_cap=settings.budget.resolution_cap if dim <= RESOLVED_DIM else 0,
             chunk=min(settings.budget.chunk, 256))
         rows, best = [], None
         for up in ups:
@@ -318,8 +325,13 @@ class Lipschitz(Property):
                     "oracle": "every bound is computed on the float64 copy (the map the stored numbers define)",
                     "methods": best["search"],  # the search of the map that gave the largest lower bound
                     "budget_rule": (f"{budget.n_inputs} samples, {budget.starts}×{budget.steps} ascent steps, "
-                                    f"{budget.examples} hypothesis examples per map; no resolution stage (a lower bound "
-                                    "needs a large local norm, not a small region)"),
+                                    f"{budget.examples} hypothesis examples per map; "
+                                    + (f"the resolution stage up to {RESOLVED_DIM} dimensions (a ball of ρ = "
+                                       f"{budget.resolution:g} of the half-width anywhere in the data box)"
+                                       if budget.resolution_cap else
+                                       f"no resolution stage above {RESOLVED_DIM} dimensions (its cap would not reach "
+                                       f"ρ = {budget.resolution:g}; an excess confined to a small hard-edged region may "
+                                       "be missed)")),
                     "calibration_ratio": self.L / lower if lower > 0 else math.inf},
             L=self.L, upper_bound=upper, lower_bound=lower, local_norm=best["local_norm"],
             witness_direction=best["direction"],

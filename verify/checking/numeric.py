@@ -408,6 +408,16 @@ def measure(
             ratio=_ratio(prop, model, dtype, tol.value, detach=not own),
             ratio64=None if model64 is None or own else _ratio(prop, model64, torch.float64, tol64.value, detach=False),
         )
+        if objective.ratio64 is not None and any(k != "float64" for k in stored_precision(model)):
+            # a float64 excess of a model with numbers stored coarser than float64 is judged against their storage
+            # precision (storage_judgement), which may excuse it: it ends the search early only when the judgement of
+            # the worst sampled inputs already confirms it as structural
+            def confirm64(xs: torch.Tensor, r64: torch.Tensor) -> bool:
+                top = torch.topk(r64, min(64, r64.numel())).indices
+                found64 = storage_judgement(prop, model, model64, xs[top], r64[top], tol64.value, seed, budget.chunk)
+                return found64 is not None and bool(found64["structural"])
+
+            objective = dataclasses.replace(objective, confirm64=confirm64)
         stage = "numeric (method)"
         mf_plan, cost = None, None
         if getattr(prop, "jacobian_kind", None) is not None:

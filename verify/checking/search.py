@@ -70,6 +70,11 @@ class Objective:
     ratio: Ratio
     ratio64: Ratio | None = None
     differentiable: bool = True  # ratio64 can be differentiated with respect to its input
+    # whether a float64 ratio > 1 decides the verdict: None where it does by itself; else a check (inputs, their float64
+    # ratios) -> True when the caller's own judgement confirms it (the storage precision of float32 parameters may excuse
+    # a float64 excess, verify/checking/numeric.py). An excess that may be excused must not cut the search short, or a
+    # region the resolution stage would have found is never sampled and the excused excess reads as `holds`
+    confirm64: Callable[[torch.Tensor, torch.Tensor], bool] | None = None
 
 
 @dataclass
@@ -391,9 +396,10 @@ def search(obj: Objective, domain: Domain, *, seed: int, budget: Budget = Budget
     x, r, r64, sample_info = _sample(obj, domain, budget, gen, device)
     methods: dict[str, dict[str, Any]] = {"sampling": sample_info}
     n_data = sample_info["per_scale"].get("1", {}).get("inputs", 0)
-    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation), else near
-    # the data on the model itself (beyond ×2 the data the model's own dtype does not judge, verify/checking/numeric.py)
-    if r64 is not None:
+    # a ratio > 1 that already decides the verdict: anywhere on the float64 oracle (a structural violation) where its
+    # verdict is final, else near the data on the model itself (beyond ×2 the data the model's own dtype does not judge,
+    # verify/checking/numeric.py)
+    if r64 is not None and (obj.confirm64 is None or (float(r64.max()) > 1.0 and obj.confirm64(x, r64))):
         decided = float(r64.max())
     else:
         near = domain.near_data(x)
