@@ -231,7 +231,8 @@ def _bound_factor(layers: list) -> tuple[float, list[tuple[str, float]]]:
         import sympy as sp
 
         expr = sp.sympify(expr)
-        values = {name: float(v) for name, v in _resolve(bound, f"layer {k}").values.items()}
+        values = {name: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+                  for name, v in _resolve(bound, f"layer {k}").values.items()}
         subs = {sym: values[str(sym)] for sym in expr.free_symbols if str(sym) in values}
         missing = [str(sym) for sym in expr.free_symbols if str(sym) not in values]
         if missing:
