@@ -116,8 +116,41 @@ def momentum_blocks(cfg: Mapping[str, Any]) -> list[SymbolicBlock]:
     return [SymbolicBlock(name, 2 * P, step, description="f any C² loss (symmetric Hessian), ε and μ any numbers")]
 
 
+class StateBox:
+    """What every optimiser task shares: states x = (θ, v) of dimension 2P, (state, torch's next state) pairs from
+    `pairs(n, seed)`, and the data box the check draws from: the range of 400 states of seed 0, padded by a tenth."""
+
+    hidden: int
+
+    def pairs(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        return 2 * n_params(self.hidden)
+
+    def dataset(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.pairs(n, seed)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    @functools.cached_property
+    def _box(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        x, _ = self.pairs(400, 0)
+        lo, hi = x.min(0), x.max(0)
+        pad = 0.1 * np.maximum(hi - lo, 1e-3)
+        return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
+
+    @property
+    def low(self) -> tuple[float, ...]:
+        return self._box[0]
+
+    @property
+    def high(self) -> tuple[float, ...]:
+        return self._box[1]
+
+
 @dataclass(frozen=True)
-class OptimizerStates:
+class OptimizerStates(StateBox):
     """States (θ, v) that torch.optim.SGD visits on the sine network's loss, and the state its own step() makes of each."""
 
     loss_name: ClassVar[str] = "MSE against torch.optim.SGD's own step(); the map has nothing to train"
@@ -131,31 +164,8 @@ class OptimizerStates:
     description: str = ""
     tags: tuple[str, ...] = field(default=("optimizer",))
 
-    @property
-    def dim(self) -> int:
-        return 2 * n_params(self.hidden)
-
-    def trajectories(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         return _trajectories(self.hidden, self.lr, self.momentum, self.nesterov, self.run, n, seed)
-
-    def dataset(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.trajectories(n, seed)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-    @functools.cached_property
-    def _box(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        x, _ = self.trajectories(400, 0)
-        lo, hi = x.min(0), x.max(0)
-        pad = 0.1 * np.maximum(hi - lo, 1e-3)
-        return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
-
-    @property
-    def low(self) -> tuple[float, ...]:
-        return self._box[0]
-
-    @property
-    def high(self) -> tuple[float, ...]:
-        return self._box[1]
 
 
 @functools.lru_cache(maxsize=16)

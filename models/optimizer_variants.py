@@ -34,8 +34,8 @@ from verify.checking.search import Budget
 from verify.declare.registry import Size, architecture, register_task
 from verify.derive.binding import Bound
 from verify.derive.symbolic import Builder, SymbolicBlock, Vec
-from verify.models.optimizer_steps import (LR, MU, REFERENCE, MomentumStep, _data, momentum_blocks, n_params,
-                                           sine_gradient, sine_loss)
+from verify.models.optimizer_steps import (LR, MU, REFERENCE, MomentumStep, StateBox, _data, momentum_blocks,
+                                           n_params, sine_gradient, sine_loss)
 from verify.properties import ConformalSymplectic
 
 HIDDEN = 4
@@ -358,7 +358,7 @@ def _adam_pairs(hidden: int, lr: float, betas: tuple[float, float], warmup: int,
 
 # --------------------------------------------------------------------------- tasks
 @dataclass(frozen=True)
-class OptimizerPairs:
+class OptimizerPairs(StateBox):
     """(state, torch's next state) pairs of one optimiser on the sine network's loss; `pairs(n, seed)` makes them."""
 
     loss_name: ClassVar[str] = "MSE against torch's own optimiser step(); the map has nothing to train"
@@ -368,29 +368,6 @@ class OptimizerPairs:
     pairs: Callable[[int, int], tuple[np.ndarray, np.ndarray]] = field(repr=False, compare=False)
     description: str = ""
     tags: tuple[str, ...] = field(default=("optimizer",))
-
-    @property
-    def dim(self) -> int:
-        return 2 * n_params(self.hidden)
-
-    def dataset(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.pairs(n, seed)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-    @functools.cached_property
-    def _box(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        x, _ = self.pairs(400, 0)
-        lo, hi = x.min(0), x.max(0)
-        pad = 0.1 * np.maximum(hi - lo, 1e-3)
-        return tuple((lo - pad).tolist()), tuple((hi + pad).tolist())
-
-    @property
-    def low(self) -> tuple[float, ...]:
-        return self._box[0]
-
-    @property
-    def high(self) -> tuple[float, ...]:
-        return self._box[1]
 
 
 P13 = n_params(HIDDEN)

@@ -419,6 +419,15 @@ def _retraction_obligations(kind: str, n: int) -> list[Obligation]:
     return out
 
 
+def _instance(X: sp.Matrix, Q: sp.Matrix, seed: int, worst: float) -> dict[str, Any]:
+    """A refuting instance as evidence: the exact rational X, the Q the form makes of it, and max |QᵀQ − I|."""
+    m = X.shape[0]
+    return {"activation": f"none (a parametrisation, exact rational X at n = {m})", "x": [],
+            "parameters": {"X": [[str(v) for v in X.row(i)] for i in range(m)],
+                           "Q": [[str(sp.nsimplify(v)) for v in Q.row(i)] for i in range(m)]},
+            "seed": seed, "residual": worst, "what": "max |QᵀQ − I| entry, exact"}
+
+
 def refuting_instance(form: Parametrisation, n: int, seed: int = 0) -> dict[str, Any] | None:
     """A concrete rational X at which the form's output is exactly off O(n) (for a failed obligation)."""
     rng = random.Random(seed)
@@ -432,10 +441,7 @@ def refuting_instance(form: Parametrisation, n: int, seed: int = 0) -> dict[str,
             R = (Q.T * Q - sp.eye(m)).applyfunc(sp.nsimplify)
             worst = max((abs(float(e)) for e in R), default=0.0)
             if worst > 0:
-                return {"activation": f"none (a parametrisation, exact rational X at n = {m})", "x": [],
-                        "parameters": {"X": [[str(v) for v in X.row(i)] for i in range(m)],
-                                       "Q": [[str(sp.nsimplify(v)) for v in Q.row(i)] for i in range(m)]},
-                        "seed": seed, "residual": worst, "what": "max |QᵀQ − I| entry, exact"}
+                return _instance(X, Q, seed, worst)
         return None
     if form.kind not in ("matrix_exp", "cayley"):
         return None
@@ -453,10 +459,7 @@ def refuting_instance(form: Parametrisation, n: int, seed: int = 0) -> dict[str,
         R = (Q.T * Q - sp.eye(m)).applyfunc(sp.nsimplify)
         worst = max((abs(float(e)) for e in R), default=0.0)
         if worst > 0:
-            return {"activation": f"none (a parametrisation, exact rational X at n = {m})", "x": [],
-                    "parameters": {"X": [[str(v) for v in X.row(i)] for i in range(m)],
-                                   "Q": [[str(sp.nsimplify(v)) for v in Q.row(i)] for i in range(m)]},
-                    "seed": seed, "residual": worst, "what": "max |QᵀQ − I| entry, exact"}
+            return _instance(X, Q, seed, worst)
     return None
 
 
