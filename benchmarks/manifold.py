@@ -231,6 +231,11 @@ def ours_drift(steps: int = 1000) -> list[dict]:
     return rows
 
 
+def _drift_cells(r: dict) -> str:
+    """The cells every drift table shares: where the tensor left M (or never) and the log10 slope of its defect."""
+    return f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g}"
+
+
 def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[dict] | None = None) -> str:
     lines = [f"Orthogonality drift along training (`{command}`; one thread, a shared CPU).", "",
              "| map | n | dtype | Adam steps | ‖QᵀQ − I‖₂ at start | at end | max | float64 (twin) at end | tolerance "
@@ -239,8 +244,7 @@ def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[d
     for r in runs:
         lines.append(f"| {r['map']} | {r['n']} | {r['dtype']} | {r['steps']} | {r['defect_start']:.3g} | "
                      f"{r['defect_end']:.3g} | {r['defect_max']:.3g} | {r['defect64_end']:.3g} | {r['tolerance_end']:.3g} | "
-                     f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g} | "
-                     f"{r['final_loss']:.3g} | {r['train_seconds']:.1f} | {r['record_seconds']:.1f} |")
+                     f"{_drift_cells(r)} | {r['final_loss']:.3g} | {r['train_seconds']:.1f} | {r['record_seconds']:.1f} |")
     if geo:
         lines += ["", "geoopt 0.5.0, St(16, 8) ManifoldParameter, linear-stiefel-16x8 data, cosine schedule, every "
                   "iterate recorded:", "",
@@ -249,8 +253,7 @@ def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[d
         for r in geo:
             lines.append(f"| {r['optimizer']} | {r['lr']} | {r['dtype']} | {r['stabilize']} | {r['steps']} | "
                          f"{r['defect_start']:.3g} | {r['defect_end']:.3g} | {r['defect_max']:.3g} | {r['tolerance']:.3g} | "
-                         f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g} | "
-                         f"{r['final_loss']:.3g} | {r['failed'] or '—'} |")
+                         f"{_drift_cells(r)} | {r['final_loss']:.3g} | {r['failed'] or '—'} |")
     if ours:
         lines += ["", "Our StiefelSGD (models/riemannian_optim.py: projected gradient, momentum 0.9 transported by "
                   "projection, lr 2e-2, cosine schedule), the same St(16, 8) set-up, every iterate recorded:", "",
@@ -259,8 +262,7 @@ def drift_markdown(runs: list[dict], geo: list[dict], command: str, ours: list[d
         for r in ours:
             lines.append(f"| {r['optimizer']} | {r['dtype']} | {r['steps']} | {r['defect_start']:.3g} | "
                          f"{r['defect_end']:.3g} | {r['defect_max']:.3g} | {r['tolerance']:.3g} | {r['worst_ratio']:.3g} | "
-                         f"{r['left_at'] if r['left_at'] is not None else 'never'} | {r['slope_decades_per_1000']:.3g} | "
-                         f"{r['final_loss']:.3g} |")
+                         f"{_drift_cells(r)} | {r['final_loss']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
